@@ -1,0 +1,1 @@
+"""Configs that ship with jaxviz; load one with `--config NAME` or `--config path/to/file.py`."""

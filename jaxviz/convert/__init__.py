@@ -1,0 +1,1 @@
+"""Converters from other frameworks' weight files to jaxviz parameters."""

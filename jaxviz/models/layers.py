@@ -1,0 +1,126 @@
+"""Layer specs and the sequential Flax module every jaxviz model is built from.
+
+A model is a tuple of frozen layer specs, each carrying its Keras name. `Sequential` applies
+them in order and can stop at any named layer, so a forward pass never computes more than the
+layer being visualized needs. Parameters live under the layer's name, as in Keras files:
+`params["block1_conv1"]["kernel"]` is `[kh, kw, c_in, c_out]` (HWIO), `["bias"]` is `[c_out]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ActivationName = Literal["relu", "softmax", "linear"]
+
+
+def activate(x: jax.Array, name: ActivationName | None) -> jax.Array:
+  """Applies a named activation. `linear` and None are the identity."""
+  if name in (None, "linear"):
+    return x
+  if name == "relu":
+    return nn.relu(x)
+  if name == "softmax":
+    return nn.softmax(x, axis=-1)
+  raise ValueError(f"unknown activation {name!r}; valid: relu, softmax, linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+  """2-D convolution, 'same' padding, stride 1; `activation` fused as in Keras' Conv2D."""
+  name: str
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  activation: ActivationName | None = None
+  kind = "Conv2D"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+  name: str
+  features: int
+  activation: ActivationName | None = None
+  kind = "Dense"
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  name: str
+  activation: ActivationName
+  kind = "Activation"
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPool:
+  name: str
+  window: int = 2
+  kind = "MaxPooling2D"
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten:
+  """Flattens `[N, H, W, C]` in H, W, C order, as Keras does for channels-last data."""
+  name: str
+  kind = "Flatten"
+
+
+LayerSpec = Union[Conv, Dense, Activation, MaxPool, Flatten]
+Output = Literal["activation", "pre_activation", "input"]
+
+
+class Sequential(nn.Module):
+  """Applies `layers` in order to images `[N, H, W, C]`.
+
+  Call with `upto=NAME` to stop at that layer, and `output=` to choose what is returned there:
+  `"activation"` (the layer's output, as Keras reports it), `"pre_activation"` (a fused
+  activation left out; same as "activation" for layers without one) or `"input"` (what the
+  layer receives).
+  """
+  layers: tuple[LayerSpec, ...]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, upto: str | None = None,
+               output: Output = "activation") -> jax.Array:
+    for layer in self.layers:
+      stop = layer.name == upto
+      if stop and output == "input":
+        return x
+      fused = None
+      if isinstance(layer, Conv):
+        x = nn.Conv(layer.features, layer.kernel_size, padding="SAME", name=layer.name)(x)
+        fused = layer.activation
+      elif isinstance(layer, Dense):
+        x = nn.Dense(layer.features, name=layer.name)(x)
+        fused = layer.activation
+      elif isinstance(layer, Activation):
+        x = activate(x, layer.activation)
+      elif isinstance(layer, MaxPool):
+        w = layer.window
+        x = nn.max_pool(x, (w, w), strides=(w, w), padding="VALID")
+      elif isinstance(layer, Flatten):
+        x = x.reshape((x.shape[0], -1))
+      else:
+        raise TypeError(f"unknown layer spec {layer!r}")
+      if stop and output == "pre_activation":
+        return x
+      x = activate(x, fused)
+      if stop:
+        return x
+    if upto is not None:
+      raise KeyError(upto)
+    return x
+
+
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """'same' stride-1 convolution of `x` `[N, H, W, Cin]` with `kernel` `[kh, kw, Cin, Cout]`."""
+  return jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(1, 1), padding="SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def count_params(tree) -> int:
+  return int(sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))

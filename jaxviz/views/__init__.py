@@ -1,0 +1,1 @@
+"""Views beyond filter maximization: weights, feature maps, class outputs, attributions."""
