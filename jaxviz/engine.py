@@ -1,0 +1,294 @@
+"""The compiled multi-filter optimizer: image k ascends the mean activation of filter k, for every
+requested filter of a layer at once.
+
+One step, written for one image and vmapped over the chunk:
+
+    x' = transforms(key, x)                    jitter, before the forward pass
+    a, g = value_and_grad(objective)(x')       forward stops at the target layer
+    g = g / (sqrt(mean(g²)) + 1e-5)            the seeds' normalization
+    x = x + optax_update(g)                    ascent with any Optax optimizer
+    x = regularizers(x, g, step)               decay, blur, clipping
+
+Each filter draws its randomness from `fold_in(key, filter)` and then `fold_in(·, step)`, so its
+image does not depend on which filters share its chunk. A chunk is one compiled program; the last
+chunk is padded to the same shape, so a layer compiles once and a second call compiles nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxviz import objectives, regularizers, transforms
+from jaxviz.errors import JaxvizError, unknown
+from jaxviz.models.spec import Model, ModelSpec
+from jaxviz.progress import SILENT, Progress
+
+LOOPS = ("unroll", "scan", "python")
+
+
+@dataclasses.dataclass(frozen=True)
+class AscentSettings:
+  """How images are optimized; the config fields of the same names (configs/lenet_conv2d_2.py)."""
+  steps: int = 20
+  step_size: float = 1.0
+  optimizer: str = "sgd"
+  normalize_grad: bool = True
+  init_noise: float = 20.0
+  exclude_border: int = 0
+  before_relu: bool = False
+  decay: float = 0.0
+  blur_sigma: float = 0.0
+  blur_every: int = 4
+  clip_norm_percentile: float = 0.0
+  clip_contribution_percentile: float = 0.0
+  jitter: int = 0
+  tv_weight: float = 0.0
+  loop: str = "unroll"
+  channel_only: bool = True
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "AscentSettings":
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**{n: config[n] for n in names if n in config})
+
+  def validate(self) -> None:
+    if self.steps <= 0:
+      raise JaxvizError(f"steps must be ≥ 1, got {self.steps}")
+    if self.step_size <= 0:
+      raise JaxvizError(f"step_size must be > 0, got {self.step_size}")
+    if self.loop not in LOOPS:
+      raise unknown("loop", self.loop, LOOPS)
+    if self.blur_every <= 0:
+      raise JaxvizError(f"blur_every must be ≥ 1, got {self.blur_every}")
+    for name in ("clip_norm_percentile", "clip_contribution_percentile"):
+      if not 0 <= getattr(self, name) < 100:
+        raise JaxvizError(f"{name} must be in [0, 100), got {getattr(self, name)}")
+    if not 0 <= self.decay < 1:
+      raise JaxvizError(f"decay must be in [0, 1), got {self.decay}")
+    if self.jitter < 0 or self.blur_sigma < 0 or self.tv_weight < 0 or self.init_noise < 0:
+      raise JaxvizError("jitter, blur_sigma, tv_weight and init_noise must be ≥ 0")
+    make_optimizer(self.optimizer, self.step_size)
+
+
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+  """`optax.<name>(learning_rate)`, e.g. sgd, adam, rmsprop; a clear error for other names."""
+  factory = getattr(optax, name, None)
+  valid = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "lamb", "lion", "nadam", "radam"]
+  if not callable(factory):
+    raise unknown("optimizer", name, valid)
+  try:
+    return factory(learning_rate)
+  except TypeError:
+    raise unknown("optimizer", name, valid) from None
+
+
+class FilterResult(NamedTuple):
+  """Per requested filter, in request order.
+
+  filters: `[N]` int filter indices.
+  images: `[N, H, W, C]` float32 optimized images in the model's input space.
+  activations: `[N, steps + 1]` float32 objective value before each step, then of the final image.
+  """
+  filters: np.ndarray
+  images: np.ndarray
+  activations: np.ndarray
+
+  @property
+  def final_activations(self) -> np.ndarray:
+    return self.activations[:, -1]
+
+
+def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
+  """`"all"` → `[0, …, count-1]`; `"0,3,10-12"` or `[0, 3]` → those indices, checked."""
+  if isinstance(value, str):
+    text = value.strip()
+    if text == "all":
+      return list(range(count))
+    indices = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+      lo, dash, hi = part.partition("-")
+      try:
+        indices += list(range(int(lo), int(hi) + 1)) if dash else [int(part)]
+      except ValueError:
+        raise JaxvizError(f"filters must be 'all' or indices like '0,3,10-19'; "
+                          f"got {value!r}") from None
+  else:
+    indices = [int(i) for i in value]
+  if not indices:
+    raise JaxvizError("no filters requested")
+  bad = [i for i in indices if not 0 <= i < count]
+  if bad:
+    raise JaxvizError(f"filter index {bad[0]} is out of range: the layer has {count} filters "
+                      f"(0–{count - 1})")
+  return indices
+
+
+def initial_images(spec: ModelSpec, filters: Sequence[int], key: jax.Array,
+                   shape: tuple[int, int, int], noise: float) -> np.ndarray:
+  """The seeds' start: grey 128 plus uniform noise of width `noise`, in pixels, preprocessed.
+
+  Returns `[N, H, W, C]` float32 in the model's input space; filter f's noise comes from
+  `fold_in(fold_in(key, f), 0)`.
+  """
+  def one(f):
+    u = jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, f), 0), shape)
+    return 128.0 + (u - 0.5) * noise
+  pixels = jax.jit(jax.vmap(one))(jnp.asarray(filters, jnp.int32))
+  return np.asarray(spec.preprocess(np.asarray(pixels)), np.float32)
+
+
+class FilterEngine:
+  """Optimizes images for filters of one layer of `model`; compiled once per chunk shape.
+
+  Attributes:
+    num_filters: filters in the layer.
+    traces: how many times the chunk program was traced (compiled); for tests.
+  """
+
+  def __init__(self, model: Model, layer: str, settings: AscentSettings = AscentSettings(),
+               size: int | None = None):
+    settings.validate()
+    self.model = model
+    self.layer = layer
+    self.settings = settings
+    self.image_shape = model.spec.input_shape_for(size)
+    self.num_filters = objectives.num_filters(model.spec, layer)
+    self.traces = 0
+    s = settings
+    self._objective = objectives.channel_mean(
+        model.spec, layer, exclude_border=s.exclude_border, before_relu=s.before_relu,
+        channel_only=s.channel_only)
+    self._optimizer = make_optimizer(s.optimizer, s.step_size)
+    self._regularize = regularizers.make_regularizer(
+        decay_rate=s.decay, blur_sigma=s.blur_sigma, blur_every=s.blur_every,
+        clip_norm_percentile=s.clip_norm_percentile,
+        clip_contribution_percentile=s.clip_contribution_percentile)
+    self._run_chunk = jax.jit(self._chunk_program, donate_argnums=(1,))
+    self._step = jax.jit(self._batched_step, donate_argnums=(1, 2))
+    self._final = jax.jit(self._final_activations)
+
+  # --- written for one image ---------------------------------------------------------------
+
+  def _image_step(self, params, image, opt_state, key, k, step):
+    s = self.settings
+    step_key = jax.random.fold_in(key, step)
+
+    def objective(x):
+      activation = self._objective(params, transforms.jitter(step_key, x, s.jitter), k)
+      penalty = s.tv_weight * regularizers.total_variation(x) if s.tv_weight else 0.0
+      return activation - penalty, activation
+
+    grad, activation = jax.grad(objective, has_aux=True)(image)
+    if s.normalize_grad:
+      grad = grad / (jnp.sqrt(jnp.mean(grad ** 2)) + 1e-5)
+    updates, opt_state = self._optimizer.update(-grad, opt_state, image)
+    image = optax.apply_updates(image, updates)
+    return self._regularize(image, grad, step), opt_state, activation
+
+  # --- vmapped over the chunk ----------------------------------------------------------------
+
+  def _batched_step(self, params, images, opt_states, keys, filters, step):
+    step_fn = jax.vmap(self._image_step, in_axes=(None, 0, 0, 0, 0, None))
+    return step_fn(params, images, opt_states, keys, filters, step)
+
+  def _final_activations(self, params, images, filters):
+    return jax.vmap(self._objective, in_axes=(None, 0, 0))(params, images, filters)
+
+  def _step_keys(self, key, filters):
+    return jax.vmap(lambda f: jax.random.fold_in(jax.random.fold_in(key, f), 1))(filters)
+
+  def _chunk_program(self, params, images, filters, key):
+    """images `[B, H, W, C]`, filters `[B]` → (images, activations `[B, steps + 1]`)."""
+    self.traces += 1
+    keys = self._step_keys(key, filters)
+    opt_states = jax.vmap(self._optimizer.init)(images)
+    if self.settings.loop == "scan":
+      def body(carry, step):
+        images, opt_states = carry
+        images, opt_states, act = self._batched_step(params, images, opt_states, keys, filters,
+                                                     step)
+        return (images, opt_states), act
+      (images, _), history = jax.lax.scan(body, (images, opt_states),
+                                          jnp.arange(self.settings.steps))
+      history = list(history)
+    else:
+      history = []
+      for step in range(self.settings.steps):
+        images, opt_states, act = self._batched_step(params, images, opt_states, keys, filters,
+                                                     step)
+        history.append(act)
+    history.append(self._final_activations(params, images, filters))
+    return images, jnp.stack(history, axis=1)
+
+  def _python_loop(self, params, images, filters, key):
+    """The same program with the step compiled alone and driven from Python."""
+    keys = jax.jit(self._step_keys)(key, filters)
+    opt_states = jax.jit(jax.vmap(self._optimizer.init))(images)
+    history = []
+    for step in range(self.settings.steps):
+      images, opt_states, act = self._step(self.model.params, images, opt_states, keys, filters,
+                                           jnp.int32(step))
+      history.append(act)
+    history.append(self._final(self.model.params, images, filters))
+    return images, jnp.stack(history, axis=1)
+
+  # --- the public call -----------------------------------------------------------------------
+
+  def run(self, filters: str | Sequence[int] = "all", *, seed: int = 0, chunk_size: int = 0,
+          progress: Progress = SILENT) -> FilterResult:
+    """Optimizes one image per requested filter.
+
+    Args:
+      filters: "all", "0,3,10-19", or a list of indices.
+      seed: base random key; results for a filter depend only on it, never on chunking.
+      chunk_size: filters per compiled batch; 0 = all at once. The last chunk is padded.
+    """
+    indices = parse_filters(filters, self.num_filters)
+    chunks = self.plan(indices, chunk_size)
+    parts = []
+    for c, part in enumerate(chunks):
+      parts.append(self.run_chunk(part, seed=seed, pad_to=len(chunks[0])))
+      if len(chunks) > 1:
+        progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
+    return FilterResult(np.asarray(indices), np.concatenate([p.images for p in parts]),
+                        np.concatenate([p.activations for p in parts]))
+
+  def plan(self, indices: Sequence[int], chunk_size: int) -> list[list[int]]:
+    """Splits filter indices into chunks of `chunk_size` (0 = one chunk); the last may be short."""
+    if chunk_size < 0:
+      raise JaxvizError(f"chunk_size must be ≥ 0 (0 = all at once), got {chunk_size}")
+    indices = list(indices)
+    size = min(chunk_size or len(indices), len(indices))
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+  def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
+                sharding: jax.sharding.Sharding | None = None) -> FilterResult:
+    """Runs one compiled chunk for `filters`, padded to `pad_to` images by repeating the last.
+
+    `sharding`, when given, places the chunk's images and filter indices (split along the
+    filter axis) before the call; the compiled program follows it.
+    """
+    filters = [int(f) for f in filters]
+    pad = (pad_to or len(filters)) - len(filters)
+    if pad < 0:
+      raise ValueError(f"chunk of {len(filters)} filters does not fit pad_to={pad_to}")
+    padded = np.asarray(filters + [filters[-1]] * pad, np.int32)
+    key = jax.random.key(seed)
+    x0 = jnp.asarray(initial_images(self.model.spec, padded, key, self.image_shape,
+                                    self.settings.init_noise))
+    f = jnp.asarray(padded)
+    if sharding is not None:
+      x0, f = jax.device_put(x0, sharding), jax.device_put(f, sharding)
+    program = self._python_loop if self.settings.loop == "python" else self._run_chunk
+    images, activations = program(self.model.params, x0, f, key)
+    n = len(filters)
+    return FilterResult(np.asarray(filters), np.asarray(images)[:n], np.asarray(activations)[:n])

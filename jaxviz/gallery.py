@@ -1,0 +1,111 @@
+"""From optimized images to a gallery: deprocess, rank, drop dead filters, stitch, save."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def deprocess(x: np.ndarray) -> np.ndarray:
+  """The seeds' deprocessing of one image `[H, W, C]` (display values, any scale) → uint8.
+
+  Centers on 0, scales to std 0.1, shifts to 0.5, clips to [0, 1], and maps to 0–255.
+  """
+  x = np.asarray(x, np.float64)
+  x = (x - x.mean()) / (x.std() + 1e-5) * 0.1 + 0.5
+  return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def rank(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Ranks filters by final activation, best first; filters with activation ≤ 0 are dead.
+
+  Args:
+    activations: `[N]` final activation per filter.
+  Returns:
+    `(ranks, dead)`: `ranks` `[N]` int, 0 for the best live filter and -1 for dead ones;
+    `dead` `[N]` bool.
+  """
+  activations = np.asarray(activations)
+  dead = ~(activations > 0)  # NaN counts as dead too
+  order = [i for i in np.argsort(-activations, kind="stable") if not dead[i]]
+  ranks = np.full(len(activations), -1, np.int64)
+  ranks[order] = np.arange(len(order))
+  return ranks, dead
+
+
+def grid_shape(count: int) -> tuple[int, int]:
+  """`(rows, cols)` of the smallest n×n grid holding `count` tiles, minus empty rows."""
+  n = max(1, math.ceil(math.sqrt(count)))
+  return max(1, math.ceil(count / n)), n
+
+
+def stitch(tiles: np.ndarray, margin: int = 5, labels: Sequence[str] | None = None) -> np.ndarray:
+  """Lays `tiles` `[N, h, w, C]` uint8 row by row on a black grid with `margin` pixels between.
+
+  Returns `[rows·h + (rows-1)·margin, cols·w + (cols-1)·margin, C]` uint8. With `labels`, each
+  tile gets its label written in its top-left corner.
+  """
+  n, h, w, c = tiles.shape
+  rows, cols = grid_shape(n)
+  out = np.zeros((rows * h + (rows - 1) * margin, cols * w + (cols - 1) * margin, c), np.uint8)
+  for i, tile in enumerate(tiles):
+    r, col = divmod(i, cols)
+    out[r * (h + margin):r * (h + margin) + h, col * (w + margin):col * (w + margin) + w] = tile
+  if labels is not None:
+    out = _draw_labels(out, labels, h, w, margin, cols)
+  return out
+
+
+def _draw_labels(grid: np.ndarray, labels: Sequence[str], h: int, w: int, margin: int,
+                 cols: int) -> np.ndarray:
+  image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  draw = ImageDraw.Draw(image)
+  for i, label in enumerate(labels):
+    r, col = divmod(i, cols)
+    xy = (col * (w + margin) + 1, r * (h + margin))
+    draw.text(xy, str(label), fill=255 if image.mode == "L" else (255, 255, 0))
+  out = np.asarray(image)
+  return out[..., None] if out.ndim == 2 else out
+
+
+def png_bytes(grid: np.ndarray) -> bytes:
+  """Encodes `[H, W, 1 or 3]` uint8 as PNG."""
+  image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def filter_records(filters: np.ndarray, activations: np.ndarray) -> list[dict]:
+  """filters.json: `{"filter", "activation", "dead", "rank"}` per filter, in request order."""
+  ranks, dead = rank(activations)
+  return [{"filter": int(f), "activation": float(a), "dead": bool(d),
+           "rank": None if d else int(r)}
+          for f, a, d, r in zip(filters, activations, dead, ranks)]
+
+
+def render(display: np.ndarray, records: list[dict], *, max_tiles: int = 0, margin: int = 5,
+           labels: bool = False) -> np.ndarray:
+  """The gallery picture: live filters in rank order, at most `max_tiles` (0 = all).
+
+  Args:
+    display: `[N, H, W, C]` display values per filter, in the order of `records`.
+  """
+  live = sorted((r["rank"], i) for i, r in enumerate(records) if not r["dead"])
+  if max_tiles > 0:
+    live = live[:max_tiles]
+  if not live:
+    h, w, c = display.shape[1:]
+    return np.zeros((h, w, c), np.uint8)
+  tiles = np.stack([deprocess(display[i]) for _, i in live])
+  names = [str(records[i]["filter"]) for _, i in live] if labels else None
+  return stitch(tiles, margin, names)
+
+
+def records_json(records: list[dict]) -> bytes:
+  return (json.dumps(records, indent=1) + "\n").encode()
