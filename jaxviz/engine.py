@@ -244,6 +244,7 @@ class FilterEngine:
   # --- the public call -----------------------------------------------------------------------
 
   def run(self, filters: str | Sequence[int] = "all", *, seed: int = 0, chunk_size: int = 0,
+          start_images: np.ndarray | None = None,
           progress: Progress = SILENT) -> FilterResult:
     """Optimizes one image per requested filter.
 
@@ -251,12 +252,19 @@ class FilterEngine:
       filters: "all", "0,3,10-19", or a list of indices.
       seed: base random key; results for a filter depend only on it, never on chunking.
       chunk_size: filters per compiled batch; 0 = all at once. The last chunk is padded.
+      start_images: `[N, H, W, C]` images to start from, one per requested filter in request
+        order (e.g. a previous result, for a second pass); None = grey plus noise.
     """
     indices = parse_filters(filters, self.num_filters)
+    if start_images is not None and np.shape(start_images) != (len(indices), *self.image_shape):
+      raise JaxvizError(f"start_images must have shape {(len(indices), *self.image_shape)}, "
+                        f"got {np.shape(start_images)}")
     chunks = self.plan(indices, chunk_size)
-    parts = []
+    parts, done = [], 0
     for c, part in enumerate(chunks):
-      parts.append(self.run_chunk(part, seed=seed, pad_to=len(chunks[0])))
+      start = None if start_images is None else start_images[done:done + len(part)]
+      parts.append(self.run_chunk(part, seed=seed, pad_to=len(chunks[0]), start_images=start))
+      done += len(part)
       if len(chunks) > 1:
         progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
     return FilterResult(np.asarray(indices), np.concatenate([p.images for p in parts]),
@@ -271,8 +279,11 @@ class FilterEngine:
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
-                sharding: jax.sharding.Sharding | None = None) -> FilterResult:
+                sharding: jax.sharding.Sharding | None = None,
+                start_images: np.ndarray | None = None) -> FilterResult:
     """Runs one compiled chunk for `filters`, padded to `pad_to` images by repeating the last.
+
+    `start_images` `[len(filters), H, W, C]` replaces the grey-plus-noise start.
 
     `sharding`, when given, places the chunk's images and filter indices (split along the
     filter axis) before the call; the compiled program follows it.
@@ -283,8 +294,11 @@ class FilterEngine:
       raise ValueError(f"chunk of {len(filters)} filters does not fit pad_to={pad_to}")
     padded = np.asarray(filters + [filters[-1]] * pad, np.int32)
     key = jax.random.key(seed)
-    x0 = jnp.asarray(initial_images(self.model.spec, padded, key, self.image_shape,
-                                    self.settings.init_noise))
+    if start_images is None:
+      x0 = initial_images(self.model.spec, padded, key, self.image_shape, self.settings.init_noise)
+    else:
+      x0 = np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)])
+    x0 = jnp.asarray(x0, jnp.float32)
     f = jnp.asarray(padded)
     if sharding is not None:
       x0, f = jax.device_put(x0, sharding), jax.device_put(f, sharding)

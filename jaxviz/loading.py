@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flax import serialization
+
 from jaxviz import checkpoint
 from jaxviz.errors import JaxvizError
-from jaxviz.models import Model, get_spec
+from jaxviz.models import Model, ModelSpec, get_spec
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -21,11 +23,28 @@ def cache_dir() -> Path:
   return Path(base) / "jaxviz"
 
 
-def default_weights_path(model: str, dataset: str = "digits") -> Path:
-  """The checkpoint `load_model(model)` reads when no weights are given."""
+def default_weights_path(model: str, dataset: str = "digits", top: bool = False) -> Path:
+  """The checkpoint `load_model(model)` reads when no weights are given.
+
+  For VGG16, `top` picks the checkpoint with the classifier top (`jaxviz fetch-weights vgg16
+  --top` writes it) instead of the convolutional base.
+  """
   if model == "lenet":
     return cache_dir() / f"lenet-{dataset}.msgpack"
-  return cache_dir() / f"{model}-imagenet.msgpack"
+  return cache_dir() / f"{model}-imagenet{'-top' if top else ''}.msgpack"
+
+
+def spec_for_layers(spec: ModelSpec, layer_names) -> ModelSpec:
+  """The variant of `spec` whose weighted layers are `layer_names`.
+
+  VGG16 comes with or without its classifier top, both named "vgg16": weights holding `fc1`,
+  `fc2` or `predictions` get the spec with the top (224×224 input, 1000 classes), others the
+  convolutional base (any input size). Other models have one variant: `spec` itself.
+  """
+  if spec.name == "vgg16":
+    from jaxviz.models import vgg16
+    return vgg16.variant(layer_names)
+  return spec
 
 
 def load_model(name: str, weights: str | os.PathLike | None = None, *,
@@ -38,10 +57,17 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *,
       None for the default: LeNet trained on `dataset`, or the converted Keras ImageNet weights.
     dataset: for LeNet's default weights, the data they were trained on.
     train_if_missing: train LeNet's default weights when they are not cached yet.
+
+  For "vgg16" the weights decide the variant: a file or checkpoint holding the classifier top
+  (`fc1`, `fc2`, `predictions`) gives the model with it, others the convolutional base (see
+  `spec_for_layers`). With no weights given, the converted base is read, or the converted model
+  with its top when only that one is cached.
   """
   spec = get_spec(name)
   if weights in (None, ""):
     path = default_weights_path(name, dataset)
+    if name == "vgg16" and not path.exists() and default_weights_path(name, top=True).exists():
+      path = default_weights_path(name, top=True)
     if not path.exists():
       if name == "lenet" and train_if_missing:
         from jaxviz import train
@@ -59,7 +85,19 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *,
     if not path.is_file():
       raise JaxvizError(f"weights file {str(path)!r} does not exist")
     from jaxviz.convert import keras
-    params = keras.read_params(path, spec)
-    return Model(spec, params, {"source": str(path)})
+    result = keras.read(path, spec)
+    return Model(result.spec, result.params, {"source": str(path), "layout": result.layout})
+  if spec.name == "vgg16":  # Two variants: see spec_for_layers.
+    spec = spec_for_layers(spec, _checkpoint_layers(path))
   params, metadata = checkpoint.load(path, spec)
   return Model(spec, params, metadata)
+
+
+def _checkpoint_layers(path: Path) -> list[str]:
+  """The layers a checkpoint holds weights for, to choose the model variant; [] when it cannot
+  be read (`checkpoint.load` then reports why). This reads the file once more than
+  `checkpoint.load` alone; the memory is freed before that second read."""
+  try:
+    return list(serialization.msgpack_restore(path.read_bytes())["params"])
+  except Exception:  # Any failure here is reported by checkpoint.load with its own message.
+    return []

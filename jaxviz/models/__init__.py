@@ -5,9 +5,11 @@ from __future__ import annotations
 from jaxviz.errors import unknown
 from jaxviz.models.lenet import LENET
 from jaxviz.models.spec import LayerSummary, Model, ModelSpec, format_summary
+from jaxviz.models.vgg16 import VGG16
 
 MODELS: dict[str, ModelSpec] = {
     "lenet": LENET,
+    "vgg16": VGG16,
 }
 
 
