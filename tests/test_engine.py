@@ -1,0 +1,139 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxviz.engine import AscentSettings, FilterEngine, parse_filters
+from jaxviz.errors import JaxvizError
+from jaxviz.models import Model, get_spec
+from jaxviz.models import layers as L
+from jaxviz.models.spec import ModelSpec
+
+
+def tiny_linear_model(weight: float) -> Model:
+  """One 1×1 conv, 1 → 2 channels, no activation, on 2×2 grey images scaled by 1/255."""
+  spec = ModelSpec(name="tiny", layers=(L.Conv("conv", 2, (1, 1)),), input_shape=(2, 2, 1),
+                   fixed_input_size=True, num_classes=0, preprocess=lambda p: p / 255.0,
+                   to_display=lambda x: x)
+  params = {"conv": {"kernel": jnp.array([weight, -weight]).reshape(1, 1, 1, 2),
+                     "bias": jnp.zeros(2)}}
+  return Model(spec, params)
+
+
+@pytest.fixture(scope="module")
+def lenet():
+  spec = get_spec("lenet")
+  return Model(spec, spec.init_params(jax.random.key(0)))
+
+
+def test_normalized_step_matches_hand_computation():
+  model = tiny_linear_model(2.0)
+  settings = AscentSettings(steps=1, step_size=1.0, init_noise=0.0)
+  result = FilterEngine(model, "conv", settings).run("0")
+  # Objective: mean(2x) over 4 pixels → gradient 0.5 everywhere; normalized: 0.5/(0.5+1e-5).
+  start = 128 / 255
+  np.testing.assert_allclose(result.images[0], start + 0.5 / (0.5 + 1e-5), rtol=1e-6)
+  np.testing.assert_allclose(result.activations[0], [2 * start, 2 * (start + 0.5 / 0.50001)],
+                             rtol=1e-5)
+
+
+def test_step_size_and_optax_optimizer_are_used():
+  model = tiny_linear_model(2.0)
+  sgd = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=0.1, init_noise=0)).run("0")
+  np.testing.assert_allclose(sgd.images[0], 128 / 255 + 3 * 0.1 * 0.5 / 0.50001, rtol=1e-5)
+  adam = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=0.1, init_noise=0,
+                                                    optimizer="adam")).run("0")
+  np.testing.assert_allclose(adam.images[0], 128 / 255 + 0.3, rtol=1e-4)  # Adam: lr per step
+
+
+def test_each_filter_ascends_its_own_channel():
+  # Filter 1 has the negated kernel, so its image must get darker while filter 0's brightens.
+  result = FilterEngine(tiny_linear_model(1.0), "conv", AscentSettings(steps=4)).run()
+  assert result.images[0].mean() > 128 / 255 > result.images[1].mean()
+  assert np.all(np.diff(result.activations, axis=1) > 0)
+
+
+def test_objective_rises_under_ascent_on_lenet(lenet):
+  result = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=10)).run("0-7")
+  assert result.activations.shape == (8, 11)
+  assert np.all(result.activations[:, -1] > result.activations[:, 0])
+
+
+@pytest.mark.parametrize("loop", ["unroll", "scan", "python"])
+def test_all_filter_run_equals_single_runs_and_any_chunking(lenet, loop):
+  settings = AscentSettings(steps=4, jitter=2, decay=0.01, blur_sigma=0.5, blur_every=2,
+                            loop=loop)
+  engine = FilterEngine(lenet, "conv2d_2", settings)
+  everything = engine.run("all", seed=3)
+  chunked = engine.run("all", seed=3, chunk_size=7)  # 50 = 7·7 + 1: last chunk padded
+  np.testing.assert_array_equal(chunked.images, everything.images)
+  for k in (0, 17, 49):
+    alone = engine.run([k], seed=3)
+    np.testing.assert_allclose(alone.images[0], everything.images[k], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(alone.activations[0], everything.activations[k], rtol=1e-5)
+
+
+def test_loops_and_channel_only_agree(lenet):
+  base = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3, channel_only=False)).run("0-9")
+  for kwargs in ({"channel_only": True}, {"loop": "scan"}, {"loop": "python"}):
+    other = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3, **kwargs)).run("0-9")
+    np.testing.assert_allclose(other.images, base.images, rtol=1e-4, atol=1e-4)
+
+
+def test_jitter_keys_differ_per_filter_but_not_per_run(lenet):
+  settings = AscentSettings(steps=2, jitter=3)
+  engine = FilterEngine(lenet, "conv2d_2", settings)
+  first, again = engine.run("0-3", seed=1), engine.run("0-3", seed=1)
+  np.testing.assert_array_equal(first.images, again.images)
+  other_seed = engine.run("0-3", seed=2)
+  assert not np.allclose(first.images, other_seed.images)
+
+
+def test_no_recompilation_on_a_second_call(lenet):
+  engine = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=2))
+  engine.run("0-9", chunk_size=4)
+  assert engine.traces == 1  # 3 chunks, the last padded: one program
+  engine.run("10-19", chunk_size=4, seed=5)
+  assert engine.traces == 1
+
+
+def test_start_images_seed_a_second_pass(lenet):
+  engine = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3))
+  first = engine.run("0-4")
+  second = engine.run("0-4", start_images=first.images)
+  np.testing.assert_allclose(second.activations[:, 0], first.activations[:, -1], rtol=1e-5)
+  with pytest.raises(JaxvizError, match="start_images must have shape"):
+    engine.run("0-4", start_images=first.images[:2])
+
+
+def test_dense_layer_units_are_filters(lenet):
+  result = FilterEngine(lenet, "dense_2", AscentSettings(steps=3)).run()
+  assert result.images.shape == (10, 28, 28, 1)
+  assert np.all(result.activations[:, -1] > result.activations[:, 0])
+
+
+def test_parse_filters():
+  assert parse_filters("all", 4) == [0, 1, 2, 3]
+  assert parse_filters("0, 2,5-7", 10) == [0, 2, 5, 6, 7]
+  assert parse_filters([3, 1], 4) == [3, 1]
+  with pytest.raises(JaxvizError, match="filter index 50 is out of range.*50 filters"):
+    parse_filters("49,50", 50)
+  with pytest.raises(JaxvizError, match="indices like"):
+    parse_filters("first", 50)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(steps=0), "steps must be"),
+    (dict(step_size=-1.0), "step_size must be"),
+    (dict(optimizer="adamm"), "unknown optimizer 'adamm'.*Did you mean 'adam'"),
+    (dict(loop="while"), "unknown loop"),
+    (dict(clip_norm_percentile=100.0), "clip_norm_percentile"),
+])
+def test_bad_settings_are_refused(lenet, bad, match):
+  with pytest.raises(JaxvizError, match=match):
+    FilterEngine(lenet, "conv2d_2", AscentSettings(**bad))
+
+
+def test_unknown_layer_lists_the_valid_ones(lenet):
+  with pytest.raises(JaxvizError, match="unknown layer.*'conv2d_3'.*Valid: conv2d_1, "):
+    FilterEngine(lenet, "conv2d_3")
