@@ -1,0 +1,112 @@
+"""The CLI end to end on tiny configs, and every bad input the gallery command must refuse."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxviz import checkpoint, cli
+from jaxviz.models import get_spec
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+  path = tmp_path_factory.mktemp("weights") / "lenet-random.msgpack"
+  spec = get_spec("lenet")
+  return str(checkpoint.save(path, "lenet", spec.init_params(jax.random.key(1)), {"note": "test"}))
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("JAXVIZ_CACHE", str(tmp_path / "cache"))
+
+
+def gallery(workdir, *overrides):
+  return cli.main(["gallery", "--workdir", str(workdir), *overrides])
+
+
+def test_gallery_end_to_end(tmp_path, weights, capsys):
+  assert gallery(tmp_path, f"--config.weights={weights}", "--config.filters=0-5,9",
+                 "--config.steps=3") == 0
+  out = tmp_path / "conv2d_2"
+  assert sorted(p.name for p in out.iterdir()) == sorted(
+      ["gallery.png", "filters.json", "images.npy", "activations.npy", "config.json"])
+  records = json.loads((out / "filters.json").read_text())
+  assert [r["filter"] for r in records] == [0, 1, 2, 3, 4, 5, 9]
+  assert set(records[0]) == {"filter", "activation", "dead", "rank"}
+  live = [r for r in records if not r["dead"]]
+  assert sorted(r["rank"] for r in live) == list(range(len(live)))
+  images = np.load(out / "images.npy")
+  assert images.shape == (7, 28, 28, 1) and images.dtype == np.float32
+  from PIL import Image
+  rows, cols = (len(live) + 2) // 3, 3  # 7 requested, ≤ 7 live: a 3-wide grid
+  if len(live) > 4:
+    assert Image.open(out / "gallery.png").size == (cols * 28 + (cols - 1) * 5,
+                                                    rows * 28 + (rows - 1) * 5)
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_single_filter_equals_its_row_in_the_all_filter_run(tmp_path, weights):
+  assert gallery(tmp_path / "all", f"--config.weights={weights}", "--config.steps=3") == 0
+  assert gallery(tmp_path / "one", f"--config.weights={weights}", "--config.steps=3",
+                 "--config.filters=13") == 0
+  every = np.load(tmp_path / "all/conv2d_2/images.npy")
+  one = np.load(tmp_path / "one/conv2d_2/images.npy")
+  np.testing.assert_allclose(one[0], every[13], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_prints_a_summary(capsys):
+  assert cli.main(["layers"]) == 0
+  out = capsys.readouterr().out
+  for name in ("conv2d_1", "activation_1", "max_pooling2d_1", "conv2d_2", "dense_1", "dense_2"):
+    assert name in out
+  assert "(None, 14, 14, 50)" in out and "25,050" in out and "Total params: 1,256,080" in out
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["--config.model=resnet"], "unknown model 'resnet'.*Valid: lenet"),
+    (["--config.layer=conv2d_3"], "unknown layer.*'conv2d_3'.*conv2d_1, activation_1"),
+    (["--config.filters=50"], "filter index 50 is out of range.*50 filters"),
+    (["--config.steps=0"], "steps must be"),
+    (["--config.size=0"], "size must be"),
+    (["--config.size=64"], "takes 28×28 inputs only"),
+    (["--config.stepz=5"], "unknown config key 'stepz'. Did you mean 'steps'"),
+    (["--config.steps=many"], "config key 'steps' takes a int"),
+    (["--config.weights=/nonexistent/lenet.msgpack"], "does not exist"),
+    (["--bogus"], "unrecognized argument '--bogus'"),
+])
+def test_bad_input_fails_cleanly(tmp_path, weights, capsys, overrides, message):
+  workdir = tmp_path / "out"
+  args = [f"--config.weights={weights}"] + overrides
+  assert gallery(workdir, *args) == 2
+  err = capsys.readouterr().err
+  assert "error:" in err
+  import re
+  assert re.search(message, err), err
+  assert not (workdir / "conv2d_2").exists()
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, weights, capsys):
+  corrupt = tmp_path / "corrupt.msgpack"
+  corrupt.write_bytes(open(weights, "rb").read()[:1000])
+  assert gallery(tmp_path / "out", f"--config.weights={corrupt}") == 2
+  assert "not a readable jaxviz checkpoint" in capsys.readouterr().err
+  assert not (tmp_path / "out" / "conv2d_2").exists()
+
+
+def test_unwritable_workdir_is_refused(tmp_path, weights, capsys):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a folder")
+  assert gallery(blocker / "out", f"--config.weights={weights}") == 2
+  assert "cannot write to workdir" in capsys.readouterr().err
+
+
+def test_missing_default_weights_name_the_fix(tmp_path, capsys):
+  assert cli.main(["gallery", "--workdir", str(tmp_path), "--config.dataset=nope"]) == 2
+  assert "unknown dataset" in capsys.readouterr().err.lower()
+
+
+def test_missing_workdir_is_refused(capsys):
+  assert cli.main(["gallery"]) == 2
+  assert "--workdir" in capsys.readouterr().err
