@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.chunk_size = 0           # filters per compiled batch; 0 = all requested filters at once
   c.loop = "unroll"          # how steps are compiled: unroll, scan, or python (a jitted step)
   c.channel_only = True      # evaluate only filter k's channel of the target conv for image k
+  c.image_only_grad = True   # backward passes as forward-speed kernels (same images)
   # The gallery.
   c.max_tiles = 0            # keep the best this many live filters; 0 = all of them
   c.margin = 5               # pixels between tiles

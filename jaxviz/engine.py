@@ -54,6 +54,7 @@ class AscentSettings:
   tv_weight: float = 0.0
   loop: str = "unroll"
   channel_only: bool = True
+  image_only_grad: bool = True
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "AscentSettings":
@@ -166,7 +167,7 @@ class FilterEngine:
     s = settings
     self._objective = objectives.channel_mean(
         model.spec, layer, exclude_border=s.exclude_border, before_relu=s.before_relu,
-        channel_only=s.channel_only)
+        channel_only=s.channel_only, image_only_grad=s.image_only_grad)
     self._optimizer = make_optimizer(s.optimizer, s.step_size)
     self._regularize = regularizers.make_regularizer(
         decay_rate=s.decay, blur_sigma=s.blur_sigma, blur_every=s.blur_every,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxviz import forward
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import ModelSpec, Params
@@ -31,7 +32,8 @@ def num_filters(spec: ModelSpec, layer: str) -> int:
 
 
 def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
-                 before_relu: bool = False, channel_only: bool = True) -> Objective:
+                 before_relu: bool = False, channel_only: bool = True,
+                 image_only_grad: bool = True) -> Objective:
   """Mean activation of filter k of `layer` over its spatial positions.
 
   Args:
@@ -39,9 +41,16 @@ def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
     before_relu: for a conv with a fused ReLU, maximize the ReLU's input.
     channel_only: when `layer` is a conv, compute only channel k of it from the layer's input
       with the kernel slice `[..., k]` instead of all its channels. Same result, less work.
+    image_only_grad: run the forward pass of `jaxviz.forward`, whose backward rules compute
+      only the gradient with respect to the image, with forward-speed kernels. Same result.
   """
   target = spec.layer(layer)
-  module = spec.module
+  if image_only_grad:
+    def features(params, x, output):
+      return forward.forward(spec, params, x, layer, output)
+  else:
+    def features(params, x, output):
+      return spec.module.apply({"params": params}, x, upto=layer, output=output)
   output = "pre_activation" if before_relu else "activation"
   fused = getattr(target, "activation", None)
   if exclude_border < 0:
@@ -58,16 +67,16 @@ def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
 
   if channel_only and isinstance(target, L.Conv):
     def objective(params, image, k):
-      h = module.apply({"params": params}, image[None], upto=layer, output="input")
+      h = features(params, image[None], "input")
       kernel = jax.lax.dynamic_slice_in_dim(params[layer]["kernel"], k, 1, axis=3)
       bias = jax.lax.dynamic_slice_in_dim(params[layer]["bias"], k, 1)
-      y = L.conv_same(h, kernel)[0, :, :, 0] + bias[0]
+      y = forward.conv_layer(h, target, kernel, bias)[0, :, :, 0]
       if not before_relu:
         y = L.activate(y, fused)
       return jnp.mean(crop(y))
   else:
     def objective(params, image, k):
-      y = module.apply({"params": params}, image[None], upto=layer, output=output)[0]
+      y = features(params, image[None], output)[0]
       y = jnp.take(y, k, axis=-1)
       return jnp.mean(crop(y)) if y.ndim == 2 else y
 

@@ -1,0 +1,82 @@
+"""The engine's forward pass: the model's layers as plain JAX with image-only gradients.
+
+It computes exactly what `Sequential` computes (tests hold them equal) but uses the operations
+of `jaxviz.kernels`, whose backward passes are forward convolutions and compares, and fuses
+ReLU with the max pool that follows it. Use it only to differentiate with respect to the input.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxviz import kernels
+from jaxviz.models import layers as L
+from jaxviz.models.spec import ModelSpec, Params
+
+
+def conv_layer(x: jax.Array, layer: L.Conv, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+  """Pre-activation output of a conv layer, `[N, H, W, Cin]` → `[N, H, W, Cout]`."""
+  odd = all(k % 2 == 1 for k in layer.kernel_size)
+  y = kernels.conv(x, kernel) if odd else L.conv_same(x, kernel)
+  return y + bias
+
+
+def _relu_then_pool(layers: tuple[L.LayerSpec, ...], i: int, upto: str | None,
+                    output: L.Output) -> int:
+  """How many layers after conv `i` are a ReLU + 2×2 max pool that can be fused (0, 1 or 2),
+  given that nothing between is returned."""
+  conv = layers[i]
+  rest = layers[i + 1:i + 3]
+  if conv.name == upto:
+    return 0
+  if conv.activation == "relu" and rest[:1] and isinstance(rest[0], L.MaxPool):
+    pool = rest[0]
+    if pool.window == 2 and not (pool.name == upto and output == "input"):
+      return 1
+  if (conv.activation is None and len(rest) == 2 and isinstance(rest[0], L.Activation)
+      and rest[0].activation == "relu" and isinstance(rest[1], L.MaxPool)
+      and rest[1].window == 2 and rest[0].name != upto
+      and not (rest[1].name == upto and output == "input")):
+    return 2
+  return 0
+
+
+def forward(spec: ModelSpec, params: Params, x: jax.Array, upto: str,
+            output: L.Output = "activation") -> jax.Array:
+  """Same contract as `spec.module.apply({"params": params}, x, upto=upto, output=output)`."""
+  layers = spec.layers
+  i = 0
+  while i < len(layers):
+    layer = layers[i]
+    stop = layer.name == upto
+    if stop and output == "input":
+      return x
+    fused = None
+    if isinstance(layer, L.Conv):
+      x = conv_layer(x, layer, params[layer.name]["kernel"], params[layer.name]["bias"])
+      skip = _relu_then_pool(layers, i, upto, output)
+      if skip:
+        x = kernels.relu_max_pool(x)
+        i += skip
+        if layers[i].name == upto:
+          return x
+        i += 1
+        continue
+      fused = layer.activation
+    elif isinstance(layer, L.Dense):
+      x = x @ params[layer.name]["kernel"] + params[layer.name]["bias"]
+      fused = layer.activation
+    elif isinstance(layer, L.Activation):
+      x = L.activate(x, layer.activation)
+    elif isinstance(layer, L.MaxPool):
+      x = kernels.max_pool(x, layer.window)
+    elif isinstance(layer, L.Flatten):
+      x = x.reshape((x.shape[0], -1))
+    if stop and output == "pre_activation":
+      return x
+    x = L.activate(x, fused)
+    if stop:
+      return x
+    i += 1
+  raise KeyError(upto)

@@ -1,0 +1,76 @@
+"""Operations with image-only backward rules, for gradient ascent on the input.
+
+jaxviz differentiates with respect to the image only, never the weights. XLA:CPU compiles the
+generic convolution and max-pool gradients into slower kernels than the forward ones (a
+backward conv ran at about half the forward conv's speed, and max-pool's select-and-scatter is
+a slow scalar loop). Here both are rewritten as forward operations:
+
+- `conv`: the gradient of a 'same', stride-1 convolution with an odd kernel, with respect to its
+  input, is the same convolution of the output gradient with the kernel rotated by 180° and its
+  in/out channels swapped.
+- `relu_max_pool`: ReLU then a 2×2/2 max pool; the gradient goes to the positions holding each
+  window's maximum (a compare against the upsampled pooled value) where the ReLU was active.
+  Windows whose maximum occurs twice at a positive value pass the gradient to both, where XLA
+  picks one; for real-valued images that has probability zero, and all-zero windows are masked
+  by the ReLU either way.
+
+The weight cotangents returned are zeros: they are never used, and XLA drops them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxviz.models.layers import conv_same
+
+
+@jax.custom_vjp
+def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """'same' stride-1 conv of `x` `[N, H, W, Cin]` with an odd `kernel` `[kh, kw, Cin, Cout]`."""
+  return conv_same(x, kernel)
+
+
+def _conv_fwd(x, kernel):
+  return conv_same(x, kernel), kernel
+
+
+def _conv_bwd(kernel, g):
+  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)  # [kh, kw, Cout, Cin]
+  return conv_same(g, flipped), jnp.zeros_like(kernel)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def max_pool(x: jax.Array, window: int = 2) -> jax.Array:
+  """`[N, H, W, C]` → `[N, H // window, W // window, C]` (VALID), as Keras' MaxPooling2D."""
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                               (1, window, window, 1), "VALID")
+
+
+def _upsample(p: jax.Array, window: int, shape: tuple[int, ...], fill: float) -> jax.Array:
+  """Repeats each pooled value over its window; rows and columns the pool dropped get `fill`."""
+  up = jnp.repeat(jnp.repeat(p, window, axis=1), window, axis=2)
+  pad_h, pad_w = shape[1] - up.shape[1], shape[2] - up.shape[2]
+  return jnp.pad(up, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=fill)
+
+
+@jax.custom_vjp
+def relu_max_pool(y: jax.Array) -> jax.Array:
+  """max_pool(relu(y)) for `y` `[N, H, W, C]`, 2×2 windows, stride 2."""
+  return max_pool(jax.nn.relu(y))
+
+
+def _relu_max_pool_fwd(y):
+  p = max_pool(jax.nn.relu(y))
+  return p, (y, p)
+
+
+def _relu_max_pool_bwd(residuals, g):
+  y, p = residuals
+  winner = (y == _upsample(p, 2, y.shape, -jnp.inf)) & (y > 0)
+  return (jnp.where(winner, _upsample(g, 2, y.shape, 0.0), 0.0),)
+
+
+relu_max_pool.defvjp(_relu_max_pool_fwd, _relu_max_pool_bwd)
