@@ -1,0 +1,54 @@
+"""The engine's forward pass (image-only backward kernels) equals the Flax reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxviz import kernels
+from jaxviz.forward import forward
+from jaxviz.models import get_spec
+from jaxviz.models import layers as L
+from jaxviz.models.spec import ModelSpec
+
+
+def small_vgg_like() -> ModelSpec:
+  layers = (L.Conv("c1", 4, (3, 3), "relu"), L.Conv("c2", 6, (3, 3), "relu"), L.MaxPool("p1"),
+            L.Conv("c3", 5, (3, 3), "relu"), L.MaxPool("p2"), L.Flatten("flat"),
+            L.Dense("fc", 7, "relu"), L.Dense("out", 3, "softmax"))
+  return ModelSpec("small", layers, (14, 14, 3), True, 3, lambda p: p, lambda x: x)
+
+
+@pytest.mark.parametrize("spec", [get_spec("lenet"), small_vgg_like()], ids=lambda s: s.name)
+def test_forward_and_its_gradient_equal_the_reference_at_every_layer(spec):
+  params = spec.init_params(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (2, *spec.input_shape)) * 3
+  for name in spec.layer_names:
+    for output in ("activation", "pre_activation", "input"):
+      def reference(x):
+        return spec.module.apply({"params": params}, x, upto=name, output=output)
+      def fast(x):
+        return forward(spec, params, x, name, output)
+      np.testing.assert_allclose(fast(x), reference(x), rtol=1e-5, atol=1e-5)
+      loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+      np.testing.assert_allclose(jax.grad(loss(fast))(x), jax.grad(loss(reference))(x),
+                                 rtol=1e-4, atol=1e-5, err_msg=f"{name} {output}")
+
+
+def test_conv_backward_is_the_flipped_kernel_convolution():
+  x = jax.random.normal(jax.random.key(0), (1, 5, 6, 2))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 2, 4))
+  g = jax.random.normal(jax.random.key(2), (1, 5, 6, 4))
+  _, vjp = jax.vjp(lambda x: L.conv_same(x, kernel), x)
+  _, fast_vjp = jax.vjp(lambda x: kernels.conv(x, kernel), x)
+  np.testing.assert_allclose(fast_vjp(g)[0], vjp(g)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_relu_max_pool_gradient_by_hand():
+  y = jnp.array([[1.0, 3.0, -1.0], [2.0, 0.5, -2.0], [9.0, 9.0, 9.0]]).reshape(1, 3, 3, 1)
+  # One 2×2 window (the last row and column are dropped): max 3 at (0, 1).
+  assert float(kernels.relu_max_pool(y)[0, 0, 0, 0]) == 3.0
+  grad = jax.grad(lambda y: jnp.sum(kernels.relu_max_pool(y)) * 2.0)(y)[0, :, :, 0]
+  np.testing.assert_array_equal(grad, [[0, 2, 0], [0, 0, 0], [0, 0, 0]])
+  negative = -jnp.ones((1, 2, 2, 1))
+  assert not np.any(jax.grad(lambda y: jnp.sum(kernels.relu_max_pool(y)))(negative))
