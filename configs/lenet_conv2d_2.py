@@ -38,7 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.jitter = 0               # random shift of up to this many pixels before each forward pass
   c.tv_weight = 0.0          # weight of the total-variation penalty in the objective
   # The engine.
-  c.chunk_size = 0           # filters per compiled batch; 0 = all requested filters at once
+  c.chunk_size = 0           # filters per compiled batch; 0 = chosen from the memory budget
+  c.memory_budget_mb = 0     # for chunk_size 0: 0 = half the free RAM (CPU), 80 % of GPU memory
   c.loop = "unroll"          # how steps are compiled: unroll, scan, or python (a jitted step)
   c.channel_only = True      # evaluate only filter k's channel of the target conv for image k
   c.image_only_grad = True   # backward passes as forward-speed kernels (same images)

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxviz import objectives, regularizers, transforms
+from jaxviz import chunking, objectives, regularizers, transforms
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
@@ -245,14 +245,16 @@ class FilterEngine:
   # --- the public call -----------------------------------------------------------------------
 
   def run(self, filters: str | Sequence[int] = "all", *, seed: int = 0, chunk_size: int = 0,
-          start_images: np.ndarray | None = None,
+          memory_budget_mb: int = 0, start_images: np.ndarray | None = None,
           progress: Progress = SILENT) -> FilterResult:
     """Optimizes one image per requested filter.
 
     Args:
       filters: "all", "0,3,10-19", or a list of indices.
       seed: base random key; results for a filter depend only on it, never on chunking.
-      chunk_size: filters per compiled batch; 0 = all at once. The last chunk is padded.
+      chunk_size: filters per compiled batch; 0 = chosen from the memory budget (`plan`).
+      memory_budget_mb: for chunk_size 0; 0 = half the free host memory (CPU) or 80 % of the
+        accelerator's.
       start_images: `[N, H, W, C]` images to start from, one per requested filter in request
         order (e.g. a previous result, for a second pass); None = grey plus noise.
     """
@@ -260,7 +262,7 @@ class FilterEngine:
     if start_images is not None and np.shape(start_images) != (len(indices), *self.image_shape):
       raise JaxvizError(f"start_images must have shape {(len(indices), *self.image_shape)}, "
                         f"got {np.shape(start_images)}")
-    chunks = self.plan(indices, chunk_size)
+    chunks = self.plan(indices, chunk_size, memory_budget_mb)
     parts, done = [], 0
     for c, part in enumerate(chunks):
       start = None if start_images is None else start_images[done:done + len(part)]
@@ -271,12 +273,20 @@ class FilterEngine:
     return FilterResult(np.asarray(indices), np.concatenate([p.images for p in parts]),
                         np.concatenate([p.activations for p in parts]))
 
-  def plan(self, indices: Sequence[int], chunk_size: int) -> list[list[int]]:
-    """Splits filter indices into chunks of `chunk_size` (0 = one chunk); the last may be short."""
+  def plan(self, indices: Sequence[int], chunk_size: int,
+           memory_budget_mb: int = 0) -> list[list[int]]:
+    """Splits filter indices into chunks; the last may be short (it is padded when run).
+
+    `chunk_size` 0 chooses it: as many filters as `memory_budget_mb` holds (0 = half the
+    host's free memory, 80 % of an accelerator's), capped on CPU where bigger runs no faster.
+    """
     if chunk_size < 0:
-      raise JaxvizError(f"chunk_size must be ≥ 0 (0 = all at once), got {chunk_size}")
+      raise JaxvizError(f"chunk_size must be ≥ 0 (0 = automatic), got {chunk_size}")
     indices = list(indices)
-    size = min(chunk_size or len(indices), len(indices))
+    if chunk_size == 0:
+      chunk_size = chunking.choose_chunk_size(self.model.spec, self.layer, self.image_shape,
+                                              len(indices), memory_budget_mb << 20)
+    size = min(chunk_size, len(indices))
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,

@@ -122,14 +122,7 @@ class Model:
 
   def summary(self, size: int | None = None) -> list[LayerSummary]:
     """One row per layer, like Keras' `model.summary()`."""
-    x = jax.ShapeDtypeStruct((1, *self.spec.input_shape_for(size)), jnp.float32)
-    rows = []
-    for layer in self.spec.layers:
-      out = jax.eval_shape(
-          functools.partial(self.spec.module.apply, upto=layer.name), {"params": self.params}, x)
-      count = L.count_params(self.params.get(layer.name, {}))
-      rows.append(LayerSummary(layer.name, layer.kind, (None, *out.shape[1:]), count))
-    return rows
+    return summarize(self.spec, size)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
@@ -137,10 +130,23 @@ def _apply(module, params, x, layer, output):
   return module.apply({"params": params}, x, upto=layer, output=output)
 
 
-def format_summary(model: Model, size: int | None = None) -> str:
-  """A text table of `model.summary()`."""
-  rows = model.summary(size)
-  lines = [f'Model: "{model.name}"', f"{'Layer (type)':<34}{'Output Shape':<24}{'Param #':>12}",
+def summarize(spec: ModelSpec, size: int | None = None) -> list[LayerSummary]:
+  """Name, type, output shape and parameter count of every layer, from shapes alone."""
+  x = jax.ShapeDtypeStruct((1, *spec.input_shape_for(size)), jnp.float32)
+  shapes = spec.param_shapes()
+  rows = []
+  for layer in spec.layers:
+    out, _ = jax.eval_shape(
+        functools.partial(spec.module.init_with_output, upto=layer.name), jax.random.key(0), x)
+    count = sum(int(np.prod(shape)) for shape in shapes.get(layer.name, {}).values())
+    rows.append(LayerSummary(layer.name, layer.kind, (None, *out.shape[1:]), count))
+  return rows
+
+
+def format_summary(spec: ModelSpec, size: int | None = None) -> str:
+  """A text table of `summarize(spec, size)`."""
+  rows = summarize(spec, size)
+  lines = [f'Model: "{spec.name}"', f"{'Layer (type)':<34}{'Output Shape':<24}{'Param #':>12}",
            "=" * 70]
   for r in rows:
     lines.append(f"{r.name + ' (' + r.kind + ')':<34}{str(r.output_shape):<24}{r.params:>12,}")
