@@ -3,6 +3,12 @@
     jaxviz layers [--config.model=vgg16]
     jaxviz train [--config NAME|PATH] [--config.KEY=VALUE ...]
     jaxviz gallery --workdir DIR [--config NAME|PATH] [--config.KEY=VALUE ...]
+        [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
+    jaxviz convert IN OUT [--model vgg16]
+    jaxviz fetch-weights vgg16 [--top]
+    jaxviz bench [--config NAME|PATH] [--json] [--config.KEY=VALUE ...]
+    jaxviz weights | feature-maps | classes | gradcam --workdir DIR [--config.KEY=VALUE ...]
+    jaxviz attribution --workdir DIR [--method saliency|guided|deconvnet] [--config.KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -26,12 +32,8 @@ def command(name: str, help: str, default_config: str | None = None):
 
 @command("layers", "print a model's layers, like Keras' model.summary()", "lenet_conv2d_2")
 def _layers(args, config):
-  from jaxviz.models import Model, format_summary, get_spec
-  spec = get_spec(config.model)
-  size = config.get("size") or None
-  spec.input_shape_for(size)
-  import jax
-  print(format_summary(Model(spec, spec.init_params(jax.random.key(0), size)), size))
+  from jaxviz.models import format_summary, get_spec
+  print(format_summary(get_spec(config.model), config.get("size") or None))
 
 
 @command("train", "train LeNet with Optax and write a checkpoint", "train_lenet")
@@ -43,9 +45,130 @@ def _train(args, config):
 
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
-  from jaxviz import job
-  out = job.run_gallery(config, require_workdir(args))
-  print(out)
+  from jaxviz import distributed, job
+  workdir = require_workdir(args)
+  distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
+                         args.process_id, args.local_device_ids)  # before any JAX computation
+  out = job.run_gallery(config, workdir)
+  if distributed.is_leader():
+    print(out)
+
+
+def _gallery_arguments(parser):
+  group = parser.add_argument_group(
+      "many hosts (jax.distributed)", "Start the same command on every process; process 0 "
+      "writes the workdir. A rerun of the same command resumes an interrupted run.")
+  group.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
+                     help="auto (default): start JAX's multi-host runtime when the flags below "
+                     "are given or srun/mpirun launched several processes; on: always, JAX "
+                     "detecting the cluster (Cloud TPU pod, SLURM, Open MPI); off: one process")
+  group.add_argument("--coordinator_address", default=None, metavar="HOST:PORT",
+                     help="address of process 0's coordinator, the same on every process")
+  group.add_argument("--num_processes", type=int, default=None, metavar="N",
+                     help="number of processes")
+  group.add_argument("--process_id", type=int, default=None, metavar="I",
+                     help="this process, 0 … N-1")
+  group.add_argument("--local_device_ids", type=_int_list, default=None, metavar="0,1,…",
+                     help="the local devices this process uses (default: all)")
+
+
+def _int_list(text: str) -> list[int]:
+  try:
+    return [int(part) for part in text.split(",") if part.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected device ids like 0,1; got {text!r}") from None
+
+
+_gallery.add_arguments = _gallery_arguments
+
+
+@command("convert", "convert a Keras weights file (any layout) to a jaxviz checkpoint")
+def _convert(args, config):
+  from jaxviz.convert import keras
+  print(keras.convert(args.input, args.output, args.model))
+
+
+def _convert_arguments(parser):
+  parser.add_argument("input", help="Keras file: .h5 (Keras 2 or legacy), .weights.h5, .keras")
+  parser.add_argument("output", help="checkpoint to write, ending in .msgpack")
+  parser.add_argument("--model", default="vgg16", help="model the weights are for (default: "
+                      "vgg16; with or without its top, as the file holds)")
+
+
+_convert.add_arguments = _convert_arguments
+
+
+@command("fetch-weights", "download, verify and convert a model's Keras ImageNet weights")
+def _fetch_weights(args, config):
+  from jaxviz import weights
+  print(weights.fetch(args.model, top=args.top))
+
+
+def _fetch_weights_arguments(parser):
+  parser.add_argument("model", help="model whose weights to fetch: vgg16")
+  parser.add_argument("--top", action="store_true",
+                      help="the file with the classifier top (528 MB) instead of the base (58 MB)")
+
+
+_fetch_weights.add_arguments = _fetch_weights_arguments
+
+
+@command("bench", "time a visualization job cold and warm against the machine's peak and the "
+         "seed method", "bench_lenet")
+def _bench(args, config):
+  from jaxviz import bench
+  bench.main_command(config, json_lines=args.json)
+
+
+def _bench_arguments(parser):
+  parser.add_argument("--json", action="store_true",
+                      help="print one JSON line per job instead of the table")
+
+
+_bench.add_arguments = _bench_arguments
+
+
+@command("weights", "draw a conv layer's filter weights as tiles", "views_weights")
+def _weights(args, config):
+  from jaxviz.views import jobs
+  print(jobs.run_weights(config, require_workdir(args)))
+
+
+@command("feature-maps", "draw the feature maps of chosen layers for input images",
+         "views_feature_maps")
+def _feature_maps(args, config):
+  from jaxviz.views import jobs
+  print(jobs.run_feature_maps(config, require_workdir(args)))
+
+
+@command("classes", "optimize one image per class logit (softmax made linear)", "views_classes")
+def _classes(args, config):
+  from jaxviz.views import jobs
+  print(jobs.run_classes(config, require_workdir(args)))
+
+
+@command("gradcam", "Grad-CAM heatmaps of predicted or given classes over input images",
+         "views_gradcam")
+def _gradcam(args, config):
+  from jaxviz.views import jobs
+  print(jobs.run_gradcam(config, require_workdir(args)))
+
+
+@command("attribution", "saliency, guided backprop or deconvnet maps of input images",
+         "views_attribution")
+def _attribution(args, config):
+  from jaxviz.views import jobs
+  if args.method:
+    config.method = args.method
+  print(jobs.run_attribution(config, require_workdir(args)))
+
+
+def _attribution_arguments(parser):
+  parser.add_argument("--method", default="", help="saliency, guided or deconvnet "
+                      "(default: the config's method, guided)")
+
+
+_attribution.add_arguments = _attribution_arguments
 
 
 def require_workdir(args) -> str:

@@ -17,6 +17,7 @@ chunk is padded to the same shape, so a layer compiles once and a second call co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -140,11 +141,16 @@ def initial_images(spec: ModelSpec, filters: Sequence[int], key: jax.Array,
   Returns `[N, H, W, C]` float32 in the model's input space; filter f's noise comes from
   `fold_in(fold_in(key, f), 0)`.
   """
+  pixels = _grey_plus_noise(key, jnp.asarray(filters, jnp.int32), tuple(shape), float(noise))
+  return np.asarray(spec.preprocess(np.asarray(pixels)), np.float32)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _grey_plus_noise(key, filters, shape, noise):
   def one(f):
     u = jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, f), 0), shape)
     return 128.0 + (u - 0.5) * noise
-  pixels = jax.jit(jax.vmap(one))(jnp.asarray(filters, jnp.int32))
-  return np.asarray(spec.preprocess(np.asarray(pixels)), np.float32)
+  return jax.vmap(one)(filters)
 
 
 class FilterEngine:

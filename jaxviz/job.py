@@ -1,7 +1,11 @@
 """The gallery job: config in, `WORKDIR/<layer>/{gallery.png, filters.json, images.npy, …}` out.
 
-Everything cheap is checked before any work starts, and each layer's outputs are written into a
-hidden folder first and renamed into place at the end, so a failed run leaves no partial output.
+Everything cheap is checked before any work starts. A layer's filters are cut into chunks that
+run on every local device and, with `jax.distributed`, on every process (`jaxviz.distributed`).
+Each finished chunk is saved at once (`jaxviz.resume`), so a rerun of the same command after a
+crash computes only what is missing; its outputs equal those of an uninterrupted run, whatever
+the number of devices and processes. Each layer's outputs are written into a hidden folder and
+renamed into place, so a failed run leaves no partial output.
 """
 
 from __future__ import annotations
@@ -10,18 +14,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
-from jaxviz import gallery, objectives
+from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult, parse_filters
 from jaxviz.errors import JaxvizError
 from jaxviz.loading import load_model
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
-from jaxviz.progress import Progress
+from jaxviz.progress import SILENT, Progress
+from jaxviz.resume import RunState, config_record, canonical_json, plan_chunks, weights_digest
 
 OUTPUT_FILES = ("gallery.png", "filters.json", "images.npy", "activations.npy", "config.json")
 
@@ -36,6 +42,25 @@ def resolve_layers(spec: ModelSpec, layer: str) -> list[str]:
   for name in names:
     spec.layer(name)
   return names
+
+
+def chunk_size_for(config: ml_collections.ConfigDict, spec: ModelSpec, layer: str,
+                   count: int) -> int:
+  """Filters per chunk, i.e. per device and compiled call, for `count` filters of `layer`.
+
+  `config.chunk_size`, or for 0 what `FilterEngine.plan` chooses on one device: as many as
+  `config.memory_budget_mb` holds (that device's memory by default), capped on CPU. It depends
+  on the kind of device, never on how many there are, so neither do the images.
+  """
+  if config.chunk_size < 0:
+    raise JaxvizError(f"chunk_size must be ≥ 0 (0 = automatic), got {config.chunk_size}")
+  if config.chunk_size:
+    return min(config.chunk_size, count)
+  budget = config.get("memory_budget_mb", 0)
+  if budget < 0:
+    raise JaxvizError(f"memory_budget_mb must be ≥ 0 (0 = automatic), got {budget}")
+  return chunking.choose_chunk_size(spec, layer, spec.input_shape_for(config.size), count,
+                                    budget << 20)
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> Path:
@@ -61,7 +86,8 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
   settings = AscentSettings.from_config(config)
   settings.validate()
   for layer in layers:
-    parse_filters(config.filters, objectives.num_filters(spec, layer))
+    count = len(parse_filters(config.filters, objectives.num_filters(spec, layer)))
+    chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
   if config.max_tiles < 0 or config.margin < 0:
     raise JaxvizError("max_tiles and margin must be ≥ 0")
   return spec, layers, settings
@@ -69,23 +95,82 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
 
 def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                 progress: Progress | None = None) -> Path:
-  """Runs the gallery job for every layer in `config.layer`; returns the last layer's folder."""
-  progress = progress or Progress("gallery")
+  """Runs the gallery job for every layer in `config.layer`; returns the last layer's folder.
+
+  Rerunning the same config into the same `workdir` resumes it: finished layers and chunks are
+  kept, the rest computed. Under `jax.distributed` every process calls this with the same config;
+  process 0 alone writes the workdir, and only it reports progress.
+  """
+  leader = distributed.is_leader()
+  progress = (progress or Progress("gallery")) if leader else SILENT
   spec, layers, settings = validate(config)
-  root = prepare_workdir(workdir)
+  root = Path(workdir)
+  state = RunState(root)
+
+  def open_workdir():
+    prepare_workdir(root)
+    return state.check_config(config)
+
+  resuming = distributed.on_leader(open_workdir)
+  distributed.check_agreement("config", canonical_json(config_record(config)))
   progress(f"loading {spec.name} weights")
-  model = load_model(config.model, config.weights or None, dataset=config.dataset,
-                     train_if_missing=True)
-  out = root
+  model = distributed.on_every_process(lambda: load_model(
+      config.model, config.weights or None, dataset=config.dataset, train_if_missing=True))
+  weights = weights_digest(model.params)
+  distributed.check_agreement("weights", weights)
+  distributed.on_leader(lambda: state.start(config, weights))
+  progress(f"computing on {distributed.describe()}"
+           + (f"; resuming the run in {root}" if resuming else ""))
+  out = root / layers[-1]
   for i, layer in enumerate(layers):
-    progress(f"{layer} ({i + 1}/{len(layers)}): optimizing")
-    engine = FilterEngine(model, layer, settings, config.size)
-    result = engine.run(config.filters, seed=config.seed, chunk_size=config.chunk_size,
-                        progress=progress)
-    out = write_layer(root / layer, model, result, config)
-    dead = int(np.sum(~(result.final_activations > 0)))
-    progress(f"{layer}: {len(result.filters)} filters, {dead} dead → {out}")
+    out = run_layer(model, layer, settings, config, state,
+                    lambda message: progress(f"{layer} ({i + 1}/{len(layers)}): {message}"))
   return out
+
+
+def run_layer(model: Model, layer: str, settings: AscentSettings,
+              config: ml_collections.ConfigDict, state: RunState,
+              progress: Callable[[str], None]) -> Path:
+  """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
+  engine = FilterEngine(model, layer, settings, config.size)
+  indices = parse_filters(config.filters, engine.num_filters)
+  folder = state.workdir / layer
+
+  def begin():
+    remove_staging(folder)
+    return state.begin_layer(layer, indices,
+                             chunk_size_for(config, model.spec, layer, len(indices)),
+                             OUTPUT_FILES)
+
+  plan = distributed.on_leader(begin)
+  if plan["done"]:
+    progress(f"already done → {folder}")
+    return folder
+  chunks = plan_chunks(indices, plan["chunk_size"])
+  todo = plan["todo"]
+  if len(todo) < len(chunks):
+    progress(f"resuming: {len(chunks) - len(todo)}/{len(chunks)} chunks already done, "
+             f"computing {len(todo)}")
+  else:
+    progress(f"optimizing {len(indices)} filters in {len(chunks)} chunk"
+             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else ""))
+  done = len(chunks) - len(todo)
+  for index, images, activations in distributed.compute_chunks(
+      engine, chunks, todo, plan["chunk_size"], config.seed):
+    state.save_chunk(layer, index, FilterResult(np.asarray(chunks[index]), images, activations))
+    done += 1
+    left = len(chunks) - done
+    progress(f"chunk {index + 1}/{len(chunks)} done" + (f", {left} to go" if left else ""))
+
+  def assemble():
+    result = state.layer_result(layer, indices, plan["chunk_size"])
+    write_layer(folder, model, result, config)
+    state.finish_layer(layer)
+    return int(np.sum(~(result.final_activations > 0)))
+
+  dead = distributed.on_leader(assemble)
+  progress(f"{len(indices)} filters, {dead} dead → {folder}")
+  return folder
 
 
 def write_layer(folder: Path, model: Model, result: FilterResult,
@@ -107,6 +192,13 @@ def write_layer(folder: Path, model: Model, result: FilterResult,
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return folder
+
+
+def remove_staging(folder: Path) -> None:
+  """Deletes hidden folders a killed `write_layer` or `replace_dir` left beside `folder`."""
+  for path in folder.parent.glob(f".{folder.name}.*"):
+    if path.is_dir():
+      shutil.rmtree(path, ignore_errors=True)
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -1,0 +1,230 @@
+"""Every local device and many hosts, through JAX's own sharding and multi-host runtime.
+
+Devices. A process runs D chunks at once, one per local device: the chunks, each padded to the
+chunk size, are laid end to end and split along the "filters" axis of a mesh of the local devices
+(`NamedSharding(mesh, P("filters"))`), so one compiled call gives every device exactly the batch a
+single-device run computes for its chunk. With per-filter keys (DESIGN.md) a filter's image is then
+bit-for-bit the same on 1 device or 8, on 1 host or 64.
+
+Hosts. `initialize` starts `jax.distributed` (flags, or JAX's own cluster detection on Cloud TPU,
+SLURM, Open MPI). The missing chunks are dealt out in rounds: in each round process p takes D of
+them; the results are gathered with `multihost_utils.process_allgather`, and process 0, the only
+one that touches the workdir, saves them. Decisions that read the workdir are made by process 0
+and broadcast (`on_leader`), so every process runs the same rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxviz.errors import JaxvizError
+
+FILTER_AXIS = "filters"
+MODES = ("auto", "on", "off")
+
+
+# --- the multi-host runtime ----------------------------------------------------------------------
+
+def launched_as_cluster() -> bool:
+  """True when a launcher started several processes of this job: SLURM (`srun` with more than
+  one task) or Open MPI (`mpirun -n N`, N > 1)."""
+  env = os.environ
+  slurm = "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", env.get("SLURM_NPROCS", "1"))) > 1
+  return slurm or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+
+
+def initialize(mode: str = "auto", coordinator_address: str | None = None,
+               num_processes: int | None = None, process_id: int | None = None,
+               local_device_ids: Sequence[int] | None = None) -> bool:
+  """Starts JAX's multi-host runtime, before any JAX computation; returns whether it did.
+
+  Args:
+    mode: "on": always call `jax.distributed.initialize`, JAX filling what is not given from the
+      cluster (Cloud TPU, SLURM, Open MPI, Kubernetes); "off": never, one process; "auto": when
+      any address, count or id is given, or when `launched_as_cluster()`.
+    coordinator_address: "host:port" of process 0's coordinator, the same for every process.
+    num_processes: how many processes take part.
+    process_id: this process, 0 … num_processes - 1.
+    local_device_ids: the local devices this process uses (default: all of them).
+  """
+  if mode not in MODES:
+    raise JaxvizError(f"distributed must be one of {', '.join(MODES)}; got {mode!r}")
+  given = (coordinator_address, num_processes, process_id, local_device_ids)
+  if mode == "off" or (mode == "auto" and all(v is None for v in given)
+                       and not launched_as_cluster()):
+    return False
+  if num_processes is not None and num_processes < 1:
+    raise JaxvizError(f"num_processes must be ≥ 1, got {num_processes}")
+  if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
+    raise JaxvizError(f"process_id must be in 0 … {num_processes - 1}, got {process_id}")
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               local_device_ids=local_device_ids)
+  except (ValueError, RuntimeError) as e:
+    raise JaxvizError(
+        f"cannot start JAX's multi-host runtime: {e}. Give --coordinator_address HOST:PORT, "
+        "--num_processes N and --process_id I (the same address and N on every process), or "
+        "run where JAX detects the cluster (Cloud TPU, SLURM, Open MPI).") from None
+  return True
+
+
+def process_index() -> int:
+  return jax.process_index()
+
+
+def process_count() -> int:
+  return jax.process_count()
+
+
+def is_leader() -> bool:
+  """True on process 0, the one that reads and writes the workdir."""
+  return process_index() == 0
+
+
+def describe() -> str:
+  """`"2 processes × 4 cpu devices"`: the layout this run computes on."""
+  devices = jax.local_devices()
+  count = process_count()
+  return (f"{count} process{'es' if count > 1 else ''} × {len(devices)} {devices[0].platform} "
+          f"device{'s' if len(devices) > 1 else ''}")
+
+
+# --- agreeing across processes -------------------------------------------------------------------
+
+def broadcast_json(value=None):
+  """Process 0's `value` (anything JSON can hold) on every process; other processes pass None."""
+  if process_count() == 1:
+    return value
+  text = json.dumps(value).encode() if is_leader() else b""
+  size = int(multihost_utils.broadcast_one_to_all(np.array([len(text)], np.int64))[0])
+  data = np.frombuffer(text, np.uint8) if is_leader() else np.zeros(size, np.uint8)
+  data = multihost_utils.broadcast_one_to_all(data)
+  return json.loads(np.asarray(data, np.uint8).tobytes().decode())
+
+
+def on_leader(fn: Callable[[], object]):
+  """Runs `fn` on process 0 only and returns its result (JSON values) on every process.
+
+  When `fn` raises, every process raises a `JaxvizError` with its message, so no process waits
+  for a partner that has given up.
+  """
+  if process_count() == 1:
+    return fn()
+  failure = None
+  if is_leader():
+    try:
+      payload = {"value": fn()}
+    except Exception as e:  # Every process must hear of it; process 0 re-raises the original.
+      failure, payload = e, {"error": str(e) if isinstance(e, JaxvizError)
+                             else f"process 0 failed: {type(e).__name__}: {e}"}
+  else:
+    payload = None
+  payload = broadcast_json(payload)
+  if failure is not None:
+    raise failure
+  if "error" in payload:
+    raise JaxvizError(payload["error"])
+  return payload["value"]
+
+
+def on_every_process(fn: Callable[[], object]):
+  """Runs `fn` on every process; when it raises a `JaxvizError` on any of them, every process
+  raises (that one with its own message), instead of the others waiting for it."""
+  if process_count() == 1:
+    return fn()
+  try:
+    value, error = fn(), None
+  except JaxvizError as e:
+    value, error = None, e
+  failed = np.asarray(multihost_utils.process_allgather(
+      np.array([error is not None], np.int32))).reshape(-1)
+  if error is not None:
+    raise error
+  if failed.any():
+    raise JaxvizError(f"process(es) {np.flatnonzero(failed).tolist()} failed; see their "
+                      "messages.")
+  return value
+
+
+def check_agreement(what: str, value: str) -> None:
+  """Raises on every process unless all processes hold the same `value` (e.g. a hash) for `what`."""
+  if process_count() == 1:
+    return
+  digest = np.frombuffer(hashlib.sha256(value.encode()).digest(), np.uint8)
+  everyone = np.asarray(multihost_utils.process_allgather(digest))
+  differ = [p for p in range(len(everyone)) if not np.array_equal(everyone[p], everyone[0])]
+  if differ:
+    raise JaxvizError(f"processes {differ} have a different {what} than process 0. Start every "
+                      "process with the same command, config and weights file.")
+
+
+# --- dealing chunks to devices and processes -----------------------------------------------------
+
+def filter_mesh():
+  """A 1-D mesh of this process's devices along the "filters" axis."""
+  return jax.sharding.Mesh(np.array(jax.local_devices()), (FILTER_AXIS,))
+
+
+def deal(todo: Sequence[int], processes: int, devices: int) -> list[list[list[int]]]:
+  """Splits chunk indices `todo` into rounds: `rounds[r][p]` are the (at most `devices`) chunks
+  process p computes in round r, one per device. Every process takes part in every round."""
+  per_round = processes * devices
+  return [[list(todo[start + p * devices:start + (p + 1) * devices]) for p in range(processes)]
+          for start in range(0, len(todo), per_round)]
+
+
+def run_slots(engine, chunks: Sequence[Sequence[int]], chunk_size: int, seed: int,
+              mesh) -> tuple[np.ndarray, np.ndarray]:
+  """One compiled call computing `chunks` (at most one per device of `mesh`).
+
+  Each chunk is padded to `chunk_size` by repeating its last filter, as a single-device run pads
+  it; devices without a chunk repeat the first one. Returns `images` `[D, chunk_size, H, W, C]`
+  and `activations` `[D, chunk_size, steps + 1]`, padded rows included.
+  """
+  devices = mesh.devices.size
+  slots = [list(c) + [c[-1]] * (chunk_size - len(c)) for c in chunks]
+  slots += [slots[0]] * (devices - len(slots))
+  sharding = NamedSharding(mesh, PartitionSpec(FILTER_AXIS)) if devices > 1 else None
+  result = engine.run_chunk([f for slot in slots for f in slot], seed=seed, sharding=sharding)
+  return (result.images.reshape(devices, chunk_size, *result.images.shape[1:]),
+          result.activations.reshape(devices, chunk_size, *result.activations.shape[1:]))
+
+
+def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
+                   chunk_size: int, seed: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+  """Computes chunks `todo` (indices into `chunks`) on every device of every process.
+
+  Yields `(index, images [n, H, W, C], activations [n, steps + 1])` for each chunk as its round
+  finishes, on process 0; other processes yield nothing but must iterate to the end too, since
+  each round ends with a gather all processes join.
+  """
+  mesh = filter_mesh()
+  devices, processes, me = mesh.devices.size, process_count(), process_index()
+  if processes > 1:  # Rounds gather [devices, chunk_size, …] from everyone: same shapes needed.
+    check_agreement("number of local devices (use --local_device_ids to even them out)",
+                    str(devices))
+  for round_ in deal(todo, processes, devices):
+    mine = round_[me]
+    work = [chunks[i] for i in mine] or [chunks[todo[0]]]  # idle: repeat a chunk, drop it
+    images, activations = run_slots(engine, work, chunk_size, seed, mesh)
+    ids = np.array(mine + [-1] * (devices - len(mine)), np.int32)
+    if processes > 1:
+      gathered = multihost_utils.process_allgather(
+          {"ids": ids, "images": images, "activations": activations})
+      ids, images, activations = (np.asarray(gathered[k]).reshape(-1, *gathered[k].shape[2:])
+                                  for k in ("ids", "images", "activations"))
+    if not is_leader():
+      continue
+    for slot, index in enumerate(ids.tolist()):
+      if index >= 0:
+        n = len(chunks[index])
+        yield index, images[slot, :n], activations[slot, :n]

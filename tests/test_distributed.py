@@ -1,0 +1,130 @@
+"""All local devices and many processes give the same outputs as one device.
+
+The gallery command runs in subprocesses: 8 forced host devices (XLA_FLAGS), and 2 processes
+joined by jax.distributed on 127.0.0.1 (through scripts/launch_local_processes.sh). Each output
+file must equal the single-device run's byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxviz import chunking, distributed, job
+from jaxviz.config import load_config
+from jaxviz.errors import JaxvizError
+from jaxviz.models import get_spec
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = ("images.npy", "activations.npy", "filters.json", "gallery.png", "config.json")
+# 7 filters in chunks of 3: the last chunk is short and padded; 3 chunks on 8 devices leave 5 idle.
+JOB = ["--config.layer=conv2d_1", "--config.filters=0-6", "--config.chunk_size=3",
+       "--config.steps=2", "--config.jitter=1"]
+
+
+def environment(tmp: Path, devices: int = 1) -> dict:
+  env = dict(os.environ, JAXVIZ_CACHE=str(tmp / "cache"), JAX_PLATFORMS="cpu",
+             PYTHONPATH=str(REPO))
+  env.pop("JAXVIZ_TEST_CRASH_AFTER_CHUNKS", None)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+  return env
+
+
+def gallery(workdir: Path, weights: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+  command = [sys.executable, "-m", "jaxviz.cli", "gallery", "--workdir", str(workdir),
+             f"--config.weights={weights}", *JOB, *extra]
+  return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_same_outputs(a: Path, b: Path) -> None:
+  for name in OUTPUTS:
+    assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+  """The plain run: one process, one device. Returns (tmp, weights, layer folder)."""
+  tmp = tmp_path_factory.mktemp("distributed")
+  weights = write_weights(tmp / "lenet.msgpack")
+  done = gallery(tmp / "single", weights, environment(tmp))
+  assert done.returncode == 0, done.stderr
+  assert "1 process × 1 cpu device" in done.stderr
+  return tmp, weights, tmp / "single" / "conv2d_1"
+
+
+def write_weights(path: Path) -> Path:
+  """Random LeNet weights, written by a subprocess so this process never starts JAX's backend."""
+  code = ("import jax, sys; from jaxviz import checkpoint; from jaxviz.models import get_spec; "
+          "s = get_spec('lenet'); checkpoint.save(sys.argv[1], 'lenet', "
+          "s.init_params(jax.random.key(7)), {})")
+  subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=dict(
+      os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO)))
+  return path
+
+
+def test_eight_devices_equal_one_device(single):
+  tmp, weights, reference = single
+  done = gallery(tmp / "eight", weights, environment(tmp, devices=8))
+  assert done.returncode == 0, done.stderr
+  assert "1 process × 8 cpu devices" in done.stderr
+  assert_same_outputs(reference, tmp / "eight" / "conv2d_1")
+
+
+def test_two_processes_equal_one_process(single):
+  tmp, weights, reference = single
+  env = environment(tmp, devices=2)
+  env["JAXVIZ"] = f"{sys.executable} -m jaxviz.cli"
+  command = [str(REPO / "scripts" / "launch_local_processes.sh"), "2", "gallery", "--workdir",
+             str(tmp / "two"), f"--config.weights={weights}", *JOB]
+  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "2 processes × 2 cpu devices" in done.stderr
+  printed = [line for line in done.stdout.splitlines() if not line.startswith("[Gloo]")]
+  assert printed == [str(tmp / "two" / "conv2d_1")]  # by process 0 only
+  assert_same_outputs(reference, tmp / "two" / "conv2d_1")
+
+
+def test_bad_process_flags_are_refused(tmp_path):
+  done = gallery(tmp_path / "w", tmp_path / "none.msgpack", environment(tmp_path),
+                 "--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=2")
+  assert done.returncode == 2
+  assert "process_id must be in 0 … 1" in done.stderr
+
+
+def test_deal_gives_every_process_its_devices_worth_per_round():
+  rounds = distributed.deal([0, 1, 2, 3, 4, 6, 9], processes=2, devices=2)
+  assert rounds == [[[0, 1], [2, 3]], [[4, 6], [9]]]
+  assert distributed.deal([5], processes=3, devices=4) == [[[5], [], []]]
+  assert distributed.deal([], processes=2, devices=2) == []
+
+
+def test_chunk_size_is_per_device_and_chosen_without_counting_devices():
+  spec = get_spec("lenet")
+  config = load_config("lenet_conv2d_2")
+  config.chunk_size = 8
+  assert job.chunk_size_for(config, spec, "conv2d_2", 50) == 8
+  config.chunk_size = 64
+  assert job.chunk_size_for(config, spec, "conv2d_2", 50) == 50
+  config.chunk_size, config.memory_budget_mb = 0, 1
+  assert job.chunk_size_for(config, spec, "conv2d_2", 50) == chunking.choose_chunk_size(
+      spec, "conv2d_2", (28, 28, 1), 50, 1 << 20)
+  config.chunk_size = -1
+  with pytest.raises(JaxvizError, match="chunk_size"):
+    job.chunk_size_for(config, spec, "conv2d_2", 50)
+
+
+def test_no_cluster_means_one_process(monkeypatch):
+  for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_NPROCS", "OMPI_COMM_WORLD_SIZE"):
+    monkeypatch.delenv(name, raising=False)
+  assert not distributed.launched_as_cluster()
+  assert distributed.initialize("auto") is False
+  assert distributed.initialize("off", num_processes=2) is False
+  monkeypatch.setenv("SLURM_JOB_ID", "1")
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  assert distributed.launched_as_cluster()
+  with pytest.raises(JaxvizError, match="distributed must be"):
+    distributed.initialize("sometimes")
