@@ -9,6 +9,7 @@ layer being visualized needs. Parameters live under the layer's name, as in Kera
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Literal, Union
 
 import flax.linen as nn
@@ -18,12 +19,13 @@ import jax.numpy as jnp
 ActivationName = Literal["relu", "softmax", "linear"]
 
 
-def activate(x: jax.Array, name: ActivationName | None) -> jax.Array:
-  """Applies a named activation. `linear` and None are the identity."""
+def activate(x: jax.Array, name: ActivationName | None,
+             relu: Callable[[jax.Array], jax.Array] = nn.relu) -> jax.Array:
+  """Applies a named activation. `linear` and None are the identity; "relu" calls `relu`."""
   if name in (None, "linear"):
     return x
   if name == "relu":
-    return nn.relu(x)
+    return relu(x)
   if name == "softmax":
     return nn.softmax(x, axis=-1)
   raise ValueError(f"unknown activation {name!r}; valid: relu, softmax, linear")
@@ -78,14 +80,23 @@ class Sequential(nn.Module):
   Call with `upto=NAME` to stop at that layer, and `output=` to choose what is returned there:
   `"activation"` (the layer's output, as Keras reports it), `"pre_activation"` (a fused
   activation left out; same as "activation" for layers without one) or `"input"` (what the
-  layer receives).
+  layer receives). With `start=NAME`, `x` is the input of layer NAME and the layers before
+  it are skipped (e.g. from a conv layer's activations on to the logits).
+
+  `relu` is the function every ReLU (fused or an Activation layer) applies; the attribution
+  views swap in ReLUs with other backward rules (`jaxviz.views.relu_rules`).
   """
   layers: tuple[LayerSpec, ...]
+  relu: Callable[[jax.Array], jax.Array] = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, upto: str | None = None,
-               output: Output = "activation") -> jax.Array:
+               output: Output = "activation", start: str | None = None) -> jax.Array:
+    started = start is None
     for layer in self.layers:
+      started = started or layer.name == start
+      if not started:
+        continue
       stop = layer.name == upto
       if stop and output == "input":
         return x
@@ -97,7 +108,7 @@ class Sequential(nn.Module):
         x = nn.Dense(layer.features, name=layer.name)(x)
         fused = layer.activation
       elif isinstance(layer, Activation):
-        x = activate(x, layer.activation)
+        x = activate(x, layer.activation, self.relu)
       elif isinstance(layer, MaxPool):
         w = layer.window
         x = nn.max_pool(x, (w, w), strides=(w, w), padding="VALID")
@@ -107,9 +118,11 @@ class Sequential(nn.Module):
         raise TypeError(f"unknown layer spec {layer!r}")
       if stop and output == "pre_activation":
         return x
-      x = activate(x, fused)
+      x = activate(x, fused, self.relu)
       if stop:
         return x
+    if not started:
+      raise KeyError(start)
     if upto is not None:
       raise KeyError(upto)
     return x
