@@ -9,7 +9,8 @@ One step, written for one image and vmapped over the chunk:
     x = x + optax_update(g)                    ascent with any Optax optimizer
     x = regularizers(x, g, step)               decay, blur, clipping
 
-Each filter draws its randomness from `fold_in(key, filter)` and then `fold_in(·, step)`, so its
+Each filter starts from noise seeded with `(seed, filter)` and draws its jitter from
+`fold_in(key, filter)` and then `fold_in(·, step)`, so its
 image does not depend on which filters share its chunk. A chunk is one compiled program; the last
 chunk is padded to the same shape, so a layer compiles once and a second call compiles nothing.
 """
@@ -17,7 +18,6 @@ chunk is padded to the same shape, so a layer compiles once and a second call co
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -54,7 +54,7 @@ class AscentSettings:
   jitter: int = 0
   tv_weight: float = 0.0
   loop: str = "unroll"
-  channel_only: bool = True
+  channel_only: bool | str = True
   image_only_grad: bool = True
 
   @classmethod
@@ -134,23 +134,17 @@ def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
   return indices
 
 
-def initial_images(spec: ModelSpec, filters: Sequence[int], key: jax.Array,
+def initial_images(spec: ModelSpec, filters: Sequence[int], seed: int,
                    shape: tuple[int, int, int], noise: float) -> np.ndarray:
   """The seeds' start: grey 128 plus uniform noise of width `noise`, in pixels, preprocessed.
 
-  Returns `[N, H, W, C]` float32 in the model's input space; filter f's noise comes from
-  `fold_in(fold_in(key, f), 0)`.
+  Returns `[N, H, W, C]` float32 in the model's input space. Filter f's noise comes from its own
+  generator, seeded with `(seed, f)`, so it does not depend on the other filters requested.
   """
-  pixels = _grey_plus_noise(key, jnp.asarray(filters, jnp.int32), tuple(shape), float(noise))
-  return np.asarray(spec.preprocess(np.asarray(pixels)), np.float32)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _grey_plus_noise(key, filters, shape, noise):
-  def one(f):
-    u = jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, f), 0), shape)
-    return 128.0 + (u - 0.5) * noise
-  return jax.vmap(one)(filters)
+  pixels = np.stack([
+      128.0 + (np.random.default_rng([seed, f]).random(shape, np.float32) - 0.5) * noise
+      for f in filters])
+  return np.asarray(spec.preprocess(pixels), np.float32)
 
 
 class FilterEngine:
@@ -183,32 +177,38 @@ class FilterEngine:
     self._step = jax.jit(self._batched_step, donate_argnums=(1, 2))
     self._final = jax.jit(self._final_activations)
 
-  # --- written for one image ---------------------------------------------------------------
+  # --- the step, for a chunk of images ------------------------------------------------------
 
-  def _image_step(self, params, image, opt_state, key, k, step):
+  def _batched_step(self, params, images, opt_states, keys, filters, step):
+    """One ascent step for images `[B, H, W, C]`, each toward its own filter `[B]`.
+
+    The objective is summed over the chunk and differentiated once: image b's gradient is its
+    own objective's, since no image's value depends on another's.
+    """
     s = self.settings
-    step_key = jax.random.fold_in(key, step)
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
 
-    def objective(x):
-      activation = self._objective(params, transforms.jitter(step_key, x, s.jitter), k)
-      penalty = s.tv_weight * regularizers.total_variation(x) if s.tv_weight else 0.0
-      return activation - penalty, activation
+    def total(images):
+      shifted = jax.vmap(transforms.jitter, in_axes=(0, 0, None))(step_keys, images, s.jitter)
+      activations = self._objective(params, shifted, filters)
+      penalty = s.tv_weight * jax.vmap(regularizers.total_variation)(images) if s.tv_weight else 0
+      return jnp.sum(activations - penalty), activations
 
-    grad, activation = jax.grad(objective, has_aux=True)(image)
-    if s.normalize_grad:
+    grads, activations = jax.grad(total, has_aux=True)(images)
+    update = jax.vmap(self._image_update, in_axes=(0, 0, 0, None))
+    images, opt_states = update(images, grads, opt_states, step)
+    return images, opt_states, activations
+
+  def _image_update(self, image, grad, opt_state, step):
+    """Normalized ascent, the optimizer and the regularizers, for one image `[H, W, C]`."""
+    if self.settings.normalize_grad:
       grad = grad / (jnp.sqrt(jnp.mean(grad ** 2)) + 1e-5)
     updates, opt_state = self._optimizer.update(-grad, opt_state, image)
     image = optax.apply_updates(image, updates)
-    return self._regularize(image, grad, step), opt_state, activation
-
-  # --- vmapped over the chunk ----------------------------------------------------------------
-
-  def _batched_step(self, params, images, opt_states, keys, filters, step):
-    step_fn = jax.vmap(self._image_step, in_axes=(None, 0, 0, 0, 0, None))
-    return step_fn(params, images, opt_states, keys, filters, step)
+    return self._regularize(image, grad, step), opt_state
 
   def _final_activations(self, params, images, filters):
-    return jax.vmap(self._objective, in_axes=(None, 0, 0))(params, images, filters)
+    return self._objective(params, images, filters)
 
   def _step_keys(self, key, filters):
     return jax.vmap(lambda f: jax.random.fold_in(jax.random.fold_in(key, f), 1))(filters)
@@ -312,7 +312,7 @@ class FilterEngine:
     padded = np.asarray(filters + [filters[-1]] * pad, np.int32)
     key = jax.random.key(seed)
     if start_images is None:
-      x0 = initial_images(self.model.spec, padded, key, self.image_shape, self.settings.init_noise)
+      x0 = initial_images(self.model.spec, padded, seed, self.image_shape, self.settings.init_noise)
     else:
       x0 = np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)])
     x0 = jnp.asarray(x0, jnp.float32)

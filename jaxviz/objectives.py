@@ -32,15 +32,18 @@ def num_filters(spec: ModelSpec, layer: str) -> int:
 
 
 def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
-                 before_relu: bool = False, channel_only: bool = True,
+                 before_relu: bool = False, channel_only: bool | str = True,
                  image_only_grad: bool = True) -> Objective:
-  """Mean activation of filter k of `layer` over its spatial positions.
+  """Mean activation of filter k_b of `layer` for each image b: `(params, images [B, H, W, C],
+  ks [B]) → [B]`. Image b's value depends on image b alone.
 
   Args:
     exclude_border: activation pixels left out at each edge (they see padded input).
     before_relu: for a conv with a fused ReLU, maximize the ReLU's input.
-    channel_only: when `layer` is a conv, compute only channel k of it from the layer's input
-      with the kernel slice `[..., k]` instead of all its channels. Same result, less work.
+    channel_only: when `layer` is a conv, compute only the maximized channels from the layer's
+      input instead of all of them. True: image b with kernel slice k_b (a grouped convolution
+      over the batch); "diagonal": every image with the B selected slices, keeping image b's
+      k_b (B× the single-channel work, but a dense convolution). Same result, less work.
     image_only_grad: run the forward pass of `jaxviz.forward`, whose backward rules compute
       only the gradient with respect to the image, with forward-speed kernels. Same result.
   """
@@ -56,28 +59,35 @@ def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
   if exclude_border < 0:
     raise JaxvizError(f"exclude_border must be ≥ 0, got {exclude_border}")
 
-  def crop(y):  # y: [H', W'] activations of one channel
+  def spatial_mean(y):  # y: [B, H', W'] activations of each image's channel
     b = exclude_border
-    if b == 0:
-      return y
-    if 2 * b >= min(y.shape[:2]):
-      raise JaxvizError(f"exclude_border={b} leaves nothing of the {y.shape[0]}×{y.shape[1]} "
-                        f"activation map of {layer!r}; use a value below {min(y.shape) // 2}")
-    return y[b:-b, b:-b]
+    if b and 2 * b >= min(y.shape[1:3]):
+      raise JaxvizError(f"exclude_border={b} leaves nothing of the {y.shape[1]}×{y.shape[2]} "
+                        f"activation map of {layer!r}; use a value below {min(y.shape[1:3]) // 2}")
+    return jnp.mean(y[:, b:y.shape[1] - b, b:y.shape[2] - b], axis=(1, 2))
 
-  if channel_only and isinstance(target, L.Conv):
-    def objective(params, image, k):
+  def finish(y):
+    return spatial_mean(y if before_relu else L.activate(y, fused))
+
+  if channel_only == "diagonal" and isinstance(target, L.Conv):
+    def objective(params, images, ks):
+      h = features(params, images, "input")
+      kernels = jnp.take(params[layer]["kernel"], ks, axis=3)  # [kh, kw, Cin, B]
+      y = forward.conv_layer(h, target, kernels, jnp.take(params[layer]["bias"], ks))
+      return finish(jnp.einsum("bhwc,bc->bhw", y, jnp.eye(len(ks), dtype=y.dtype)))
+  elif channel_only and isinstance(target, L.Conv):
+    def one(params, image, k):
       h = features(params, image[None], "input")
       kernel = jax.lax.dynamic_slice_in_dim(params[layer]["kernel"], k, 1, axis=3)
       bias = jax.lax.dynamic_slice_in_dim(params[layer]["bias"], k, 1)
-      y = forward.conv_layer(h, target, kernel, bias)[0, :, :, 0]
-      if not before_relu:
-        y = L.activate(y, fused)
-      return jnp.mean(crop(y))
+      return forward.conv_layer(h, target, kernel, bias)[0, :, :, 0]
+
+    def objective(params, images, ks):
+      return finish(jax.vmap(one, in_axes=(None, 0, 0))(params, images, ks))
   else:
-    def objective(params, image, k):
-      y = features(params, image[None], output)[0]
-      y = jnp.take(y, k, axis=-1)
-      return jnp.mean(crop(y)) if y.ndim == 2 else y
+    def objective(params, images, ks):
+      y = features(params, images, output)
+      y = jnp.take_along_axis(y, ks.reshape((-1,) + (1,) * (y.ndim - 1)), axis=-1)[..., 0]
+      return spatial_mean(y) if y.ndim == 3 else y
 
   return objective
