@@ -173,7 +173,8 @@ class FilterEngine:
         decay_rate=s.decay, blur_sigma=s.blur_sigma, blur_every=s.blur_every,
         clip_norm_percentile=s.clip_norm_percentile,
         clip_contribution_percentile=s.clip_contribution_percentile)
-    self._run_chunk = jax.jit(self._chunk_program, donate_argnums=(1,))
+    self.micro_batch = chunking.micro_batch(model.spec, layer, self.image_shape)
+    self._run_chunk = jax.jit(self._chunk_program, static_argnums=(4, 5), donate_argnums=(1,))
     self._step = jax.jit(self._batched_step, donate_argnums=(1, 2))
     self._final = jax.jit(self._final_activations)
 
@@ -213,9 +214,31 @@ class FilterEngine:
   def _step_keys(self, key, filters):
     return jax.vmap(lambda f: jax.random.fold_in(jax.random.fold_in(key, f), 1))(filters)
 
-  def _chunk_program(self, params, images, filters, key):
-    """images `[B, H, W, C]`, filters `[B]` → (images, activations `[B, steps + 1]`)."""
+  def _chunk_program(self, params, images, filters, key, devices, micro):
+    """images `[N, H, W, C]`, filters `[N]` → (images, activations `[N, steps + 1]`).
+
+    The N images are laid out as `[devices, groups, micro]`: the device axis is what sharding
+    splits, each device walks its groups one after another (`lax.map`), and each group of
+    `micro` images ascends together. A device thus does the same work whatever the number of
+    devices, and small groups keep a shallow layer's activations in cache on CPUs.
+    """
     self.traces += 1
+    n, rest = images.shape[0], images.shape[1:]
+    groups = n // (devices * micro)
+    x = images.reshape(devices, groups, micro, *rest)
+    f = filters.reshape(devices, groups, micro)
+
+    def per_device(x, f):
+      if groups == 1:
+        return jax.tree_util.tree_map(lambda a: a[None], self._ascend(params, x[0], f[0], key))
+      return jax.lax.map(lambda xf: self._ascend(params, xf[0], xf[1], key), (x, f))
+
+    images, activations = jax.vmap(per_device)(x, f)
+    return images.reshape(n, *rest), activations.reshape(n, -1)
+
+  def _ascend(self, params, images, filters, key):
+    """All steps for images `[B, H, W, C]` and filters `[B]`; returns the final images and the
+    activations `[B, steps + 1]`."""
     keys = self._step_keys(key, filters)
     opt_states = jax.vmap(self._optimizer.init)(images)
     if self.settings.loop == "scan":
@@ -268,11 +291,11 @@ class FilterEngine:
     if start_images is not None and np.shape(start_images) != (len(indices), *self.image_shape):
       raise JaxvizError(f"start_images must have shape {(len(indices), *self.image_shape)}, "
                         f"got {np.shape(start_images)}")
-    chunks = self.plan(indices, chunk_size, memory_budget_mb)
+    chunks, pad_to = self.plan(indices, chunk_size, memory_budget_mb)
     parts, done = [], 0
     for c, part in enumerate(chunks):
       start = None if start_images is None else start_images[done:done + len(part)]
-      parts.append(self.run_chunk(part, seed=seed, pad_to=len(chunks[0]), start_images=start))
+      parts.append(self.run_chunk(part, seed=seed, pad_to=pad_to, start_images=start))
       done += len(part)
       if len(chunks) > 1:
         progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
@@ -280,8 +303,8 @@ class FilterEngine:
                         np.concatenate([p.activations for p in parts]))
 
   def plan(self, indices: Sequence[int], chunk_size: int,
-           memory_budget_mb: int = 0) -> list[list[int]]:
-    """Splits filter indices into chunks; the last may be short (it is padded when run).
+           memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:
+    """Splits filter indices into chunks; returns them and the size each is padded to when run.
 
     `chunk_size` 0 chooses it: as many filters as `memory_budget_mb` holds (0 = half the
     host's free memory, 80 % of an accelerator's), capped on CPU where bigger runs no faster.
@@ -292,8 +315,7 @@ class FilterEngine:
     if chunk_size == 0:
       chunk_size = chunking.choose_chunk_size(self.model.spec, self.layer, self.image_shape,
                                               len(indices), memory_budget_mb << 20)
-    size = min(chunk_size, len(indices))
-    return [indices[i:i + size] for i in range(0, len(indices), size)]
+    return [indices[i:i + chunk_size] for i in range(0, len(indices), chunk_size)], chunk_size
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
                 sharding: jax.sharding.Sharding | None = None,
@@ -319,7 +341,13 @@ class FilterEngine:
     f = jnp.asarray(padded)
     if sharding is not None:
       x0, f = jax.device_put(x0, sharding), jax.device_put(f, sharding)
-    program = self._python_loop if self.settings.loop == "python" else self._run_chunk
-    images, activations = program(self.model.params, x0, f, key)
+    if self.settings.loop == "python":
+      images, activations = self._python_loop(self.model.params, x0, f, key)
+    else:
+      devices = sharding.num_devices if sharding is not None else 1
+      per_device = len(padded) // devices
+      micro = max(d for d in range(1, per_device + 1)
+                  if per_device % d == 0 and d <= (self.micro_batch or per_device))
+      images, activations = self._run_chunk(self.model.params, x0, f, key, devices, micro)
     n = len(filters)
     return FilterResult(np.asarray(filters), np.asarray(images)[:n], np.asarray(activations)[:n])
