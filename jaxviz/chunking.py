@@ -21,10 +21,10 @@ BYTES_PER_ACTIVATION = 4 * 3
 # On CPUs a chunk is worked through in groups (`micro_batch`); more filters per chunk only save
 # program launches, so this many suffice, and finished chunks reach the workdir regularly.
 CPU_MAX_CHUNK = 64
-# On CPUs, images ascend together in groups whose target-layer input holds about this many
-# pixels (group size × height × width): enough rows for efficient convolutions, few enough to
-# stay in cache. Measured on VGG16 at 64 px: block1 ran fastest one image at a time (64×64),
-# block3 with 1–4 (16×16), block5 with 16 (4×4); LeNet conv2d_2 (14×14) with 1–2.
+# On CPUs, images ascend together in groups whose target-layer input holds at most about this
+# many pixels (group size × height × width): enough rows for efficient convolutions, few enough
+# to stay in cache. Measured on VGG16 at 64 px: block1 ran fastest one image at a time (64×64),
+# block3 with 1–4 (16×16), block5 with 16 (4×4); LeNet conv2d_2 (14×14) with 1.
 CPU_GROUP_PIXELS = 256
 CPU_MAX_GROUP = 16
 
@@ -42,15 +42,16 @@ def activation_elements(spec: ModelSpec, layer: str, shape: tuple[int, int, int]
 
 
 def micro_batch(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int:
-  """Images that ascend together inside a chunk: on CPU, about `CPU_GROUP_PIXELS` pixels of the
-  target layer's input; 0 (the whole chunk at once) on accelerators."""
+  """Images that ascend together inside a chunk: on CPU, at most about `CPU_GROUP_PIXELS` pixels
+  of the target layer's input (at least one image); 0 (the whole chunk at once) on
+  accelerators."""
   if jax.default_backend() != "cpu":
     return 0
   x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
   out, _ = jax.eval_shape(functools.partial(spec.module.init_with_output, upto=layer,
                                             output="input"), jax.random.key(0), x)
   pixels = out.shape[1] * out.shape[2] if len(out.shape) == 4 else 1
-  return int(min(CPU_MAX_GROUP, max(1, -(-CPU_GROUP_PIXELS // pixels))))
+  return int(min(CPU_MAX_GROUP, max(1, CPU_GROUP_PIXELS // pixels)))
 
 
 def bytes_per_image(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int:

@@ -53,7 +53,7 @@ class AscentSettings:
   clip_contribution_percentile: float = 0.0
   jitter: int = 0
   tv_weight: float = 0.0
-  loop: str = "unroll"
+  loop: str = "scan"
   channel_only: bool | str = True
   image_only_grad: bool = True
 
