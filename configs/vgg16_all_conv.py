@@ -12,11 +12,11 @@ Expected time: roughly 4 224 × 20 steps of forward + backward to the layer at 1
 minutes on one modern accelerator, proportionally less on a pod slice; hours on a laptop CPU.
 """
 
-from jaxviz.configs import lenet_conv2d_2
+from jaxviz.configs import lenet_seed
 
 
 def get_config():
-  c = lenet_conv2d_2.get_config()
+  c = lenet_seed.get_config()
   c.model = "vgg16"
   c.layer = "conv"        # every conv layer, in order
   c.filters = "all"

@@ -4,11 +4,11 @@ the best 64 on an 8×8 grid. Weights as in `vgg16_block5_conv1`.
     jaxviz gallery --config vgg16_block1_conv2 --workdir runs/vgg16_block1_conv2
 """
 
-from jaxviz.configs import lenet_conv2d_2
+from jaxviz.configs import lenet_seed
 
 
 def get_config():
-  c = lenet_conv2d_2.get_config()
+  c = lenet_seed.get_config()
   c.model = "vgg16"
   c.layer = "block1_conv2"
   c.filters = "all"

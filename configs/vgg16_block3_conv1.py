@@ -4,11 +4,11 @@
     jaxviz gallery --config vgg16_block3_conv1 --workdir runs/vgg16_block3_conv1
 """
 
-from jaxviz.configs import lenet_conv2d_2
+from jaxviz.configs import lenet_seed
 
 
 def get_config():
-  c = lenet_conv2d_2.get_config()
+  c = lenet_seed.get_config()
   c.model = "vgg16"
   c.layer = "block3_conv1"
   c.filters = "0-199"

@@ -10,11 +10,11 @@ Offline, convert a Keras VGG16 file of any layout (`jaxviz convert FILE vgg16.ms
 pass `--config.weights=vgg16.msgpack`; a Keras file can also be passed directly.
 """
 
-from jaxviz.configs import lenet_conv2d_2
+from jaxviz.configs import lenet_seed
 
 
 def get_config():
-  c = lenet_conv2d_2.get_config()
+  c = lenet_seed.get_config()
   c.model = "vgg16"
   c.layer = "block5_conv1"
   c.filters = "0-199"   # the seeds scan the first 200 filters ...

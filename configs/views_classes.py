@@ -12,11 +12,11 @@ logits.npy, activations.npy, classes.json. The ascent fields are those of the ga
 
 import ml_collections
 
-from jaxviz.configs import lenet_conv2d_2
+from jaxviz.configs import lenet_seed
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = lenet_conv2d_2.get_config()
+  c = lenet_seed.get_config()
   for key in ("layer", "filters", "before_relu", "max_tiles", "channel_only"):
     del c[key]
   c.classes = "all"           # "all", or class indices and ranges: "0,3,7-9"

@@ -38,7 +38,7 @@ LOOPS = ("unroll", "scan", "python")
 
 @dataclasses.dataclass(frozen=True)
 class AscentSettings:
-  """How images are optimized; the config fields of the same names (configs/lenet_conv2d_2.py)."""
+  """How images are optimized; the config fields of the same names (configs/lenet_seed.py)."""
   steps: int = 20
   step_size: float = 1.0
   optimizer: str = "sgd"
