@@ -32,6 +32,7 @@ from jaxviz import chunking, objectives, regularizers, transforms
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
+from jaxviz.ranges import parse_ranges
 
 LOOPS = ("unroll", "scan", "python")
 
@@ -115,14 +116,11 @@ def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
     text = value.strip()
     if text == "all":
       return list(range(count))
-    indices = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-      lo, dash, hi = part.partition("-")
-      try:
-        indices += list(range(int(lo), int(hi) + 1)) if dash else [int(part)]
-      except ValueError:
-        raise JaxvizError(f"filters must be 'all' or indices like '0,3,10-19'; "
-                          f"got {value!r}") from None
+    try:
+      indices = parse_ranges(text)
+    except ValueError:
+      raise JaxvizError(f"filters must be 'all' or indices like '0,3,10-19'; "
+                        f"got {value!r}") from None
   else:
     indices = [int(i) for i in value]
   if not indices:

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import ModelSpec
+from jaxviz.ranges import parse_ranges
 
 DATASETS = ("digits", "mnist")
 
@@ -110,14 +111,11 @@ def parse_dataset_entry(entry: str) -> tuple[str | None, str]:
 
 def parse_indices(text: str, count: int, entry: str) -> list[int]:
   """`"0,3,10-12"` → `[0, 3, 10, 11, 12]`, each checked against `count` examples."""
-  indices = []
-  for part in filter(None, (p.strip() for p in text.split(","))):
-    lo, dash, hi = part.partition("-")
-    try:
-      indices += list(range(int(lo), int(hi) + 1)) if dash else [int(part)]
-    except ValueError:
-      raise JaxvizError(f"bad image entry {entry!r}: write dataset examples as "
-                        f"'digits:0,3,10-19'") from None
+  try:
+    indices = parse_ranges(text)
+  except ValueError:
+    raise JaxvizError(f"bad image entry {entry!r}: write dataset examples as "
+                      f"'digits:0,3,10-19'") from None
   if not indices:
     raise JaxvizError(f"bad image entry {entry!r}: no example indices after the colon")
   bad = [i for i in indices if not 0 <= i < count]
