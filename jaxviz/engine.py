@@ -1,18 +1,19 @@
 """The compiled multi-filter optimizer: image k ascends the mean activation of filter k, for every
 requested filter of a layer at once.
 
-One step, written for one image and vmapped over the chunk:
+One step for a group of images, each toward its own filter:
 
-    x' = transforms(key, x)                    jitter, before the forward pass
-    a, g = value_and_grad(objective)(x')       forward stops at the target layer
-    g = g / (sqrt(mean(g²)) + 1e-5)            the seeds' normalization
-    x = x + optax_update(g)                    ascent with any Optax optimizer
-    x = regularizers(x, g, step)               decay, blur, clipping
+    x' = jitter(key_k, x_k)                        random shift before the forward pass
+    a_k = objective(x'_k, k)                       forward stops at the target layer
+    g = grad(sum_k a_k)                            one gradient: g_k is image k's own
+    g_k = g_k / (sqrt(mean(g_k²)) + 1e-5)          the seeds' normalization, per image
+    x_k = regularize(x_k + optax_update(g_k))      decay, blur, clipping, per image
 
 Each filter starts from noise seeded with `(seed, filter)` and draws its jitter from
-`fold_in(key, filter)` and then `fold_in(·, step)`, so its
-image does not depend on which filters share its chunk. A chunk is one compiled program; the last
-chunk is padded to the same shape, so a layer compiles once and a second call compiles nothing.
+`fold_in(key, filter)` and then `fold_in(·, step)`, so its image does not depend on which
+filters share its chunk. A chunk is one compiled program (steps in a `lax.scan`, groups of
+images in a `lax.map`); the last chunk is padded to the same shape, so a layer compiles once and
+a second call compiles nothing.
 """
 
 from __future__ import annotations
