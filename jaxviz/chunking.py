@@ -7,11 +7,10 @@ target layer is kept for the backward pass, and the backward pass holds about as
 
 from __future__ import annotations
 
-import functools
 import os
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import ModelSpec
@@ -31,14 +30,9 @@ CPU_MAX_GROUP = 16
 
 def activation_elements(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int:
   """Elements of every layer output up to and including `layer`, for one image `shape`."""
-  x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
   names = spec.layer_names[:spec.layer_names.index(layer) + 1]
-  total = int(jnp.prod(jnp.array(shape)))
-  for name in names:
-    out, _ = jax.eval_shape(
-        functools.partial(spec.module.init_with_output, upto=name), jax.random.key(0), x)
-    total += out.size
-  return total
+  return int(np.prod(shape)) + sum(int(np.prod(spec.output_shape(name, shape[0])))
+                                   for name in names)
 
 
 def micro_batch(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int:
@@ -47,10 +41,8 @@ def micro_batch(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int
   accelerators."""
   if jax.default_backend() != "cpu":
     return 0
-  x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
-  out, _ = jax.eval_shape(functools.partial(spec.module.init_with_output, upto=layer,
-                                            output="input"), jax.random.key(0), x)
-  pixels = out.shape[1] * out.shape[2] if len(out.shape) == 4 else 1
+  seen = spec.output_shape(layer, shape[0], output="input")
+  pixels = seen[0] * seen[1] if len(seen) == 3 else 1
   return int(min(CPU_MAX_GROUP, max(1, CPU_GROUP_PIXELS // pixels)))
 
 
@@ -70,6 +62,19 @@ def default_budget_bytes(device: jax.Device | None = None) -> int:
   except (ValueError, OSError):
     available = 8 << 30
   return available // 2
+
+
+def resolve_chunk_size(spec: ModelSpec, layer: str, shape: tuple[int, int, int],
+                       num_filters: int, chunk_size: int, memory_budget_mb: int = 0) -> int:
+  """Filters per chunk (per device): `chunk_size` (at most `num_filters`), or for 0 what
+  `choose_chunk_size` picks within `memory_budget_mb` (0 = `default_budget_bytes()`)."""
+  if chunk_size < 0:
+    raise JaxvizError(f"chunk_size must be ≥ 0 (0 = automatic), got {chunk_size}")
+  if memory_budget_mb < 0:
+    raise JaxvizError(f"memory_budget_mb must be ≥ 0 (0 = automatic), got {memory_budget_mb}")
+  if chunk_size:
+    return min(chunk_size, num_filters)
+  return choose_chunk_size(spec, layer, shape, num_filters, memory_budget_mb << 20)
 
 
 def choose_chunk_size(spec: ModelSpec, layer: str, shape: tuple[int, int, int], num_filters: int,

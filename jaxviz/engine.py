@@ -19,7 +19,6 @@ a second call compiles nothing.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -56,7 +55,7 @@ class AscentSettings:
   jitter: int = 0
   tv_weight: float = 0.0
   loop: str = "scan"
-  channel_only: bool | str = True
+  channel_only: bool = True
   image_only_grad: bool = True
 
   @classmethod
@@ -305,15 +304,12 @@ class FilterEngine:
            memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:
     """Splits filter indices into chunks; returns them and the size each is padded to when run.
 
-    `chunk_size` 0 chooses it: as many filters as `memory_budget_mb` holds (0 = half the
-    host's free memory, 80 % of an accelerator's), capped on CPU where bigger runs no faster.
+    `chunk_size` 0 chooses it (`chunking.resolve_chunk_size`): as many filters as
+    `memory_budget_mb` holds (0 = half the host's free memory, 80 % of an accelerator's).
     """
-    if chunk_size < 0:
-      raise JaxvizError(f"chunk_size must be ≥ 0 (0 = automatic), got {chunk_size}")
     indices = list(indices)
-    if chunk_size == 0:
-      chunk_size = chunking.choose_chunk_size(self.model.spec, self.layer, self.image_shape,
-                                              len(indices), memory_budget_mb << 20)
+    chunk_size = chunking.resolve_chunk_size(self.model.spec, self.layer, self.image_shape,
+                                             len(indices), chunk_size, memory_budget_mb)
     return [indices[i:i + chunk_size] for i in range(0, len(indices), chunk_size)], chunk_size
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,

@@ -8,7 +8,6 @@ ReLU with the max pool that follows it. Use it only to differentiate with respec
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxviz import kernels
 from jaxviz.models import layers as L

@@ -52,15 +52,8 @@ def chunk_size_for(config: ml_collections.ConfigDict, spec: ModelSpec, layer: st
   `config.memory_budget_mb` holds (that device's memory by default), capped on CPU. It depends
   on the kind of device, never on how many there are, so neither do the images.
   """
-  if config.chunk_size < 0:
-    raise JaxvizError(f"chunk_size must be ≥ 0 (0 = automatic), got {config.chunk_size}")
-  if config.chunk_size:
-    return min(config.chunk_size, count)
-  budget = config.get("memory_budget_mb", 0)
-  if budget < 0:
-    raise JaxvizError(f"memory_budget_mb must be ≥ 0 (0 = automatic), got {budget}")
-  return chunking.choose_chunk_size(spec, layer, spec.input_shape_for(config.size), count,
-                                    budget << 20)
+  return chunking.resolve_chunk_size(spec, layer, spec.input_shape_for(config.size), count,
+                                     config.chunk_size, config.get("memory_budget_mb", 0))
 
 
 def prepare_workdir(workdir: str | os.PathLike) -> Path:

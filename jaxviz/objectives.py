@@ -7,7 +7,6 @@ gradient, because no image's objective depends on another image.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -24,15 +23,11 @@ Objective = Callable[[Params, jax.Array, jax.Array], jax.Array]
 
 def num_filters(spec: ModelSpec, layer: str) -> int:
   """How many filters (output channels or units) `layer` has."""
-  spec.layer(layer)
-  x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
-  out, _ = jax.eval_shape(
-      functools.partial(spec.module.init_with_output, upto=layer), jax.random.key(0), x)
-  return int(out.shape[-1])
+  return int(spec.output_shape(layer)[-1])
 
 
 def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
-                 before_relu: bool = False, channel_only: bool | str = True,
+                 before_relu: bool = False, channel_only: bool = True,
                  image_only_grad: bool = True) -> Objective:
   """Mean activation of filter k_b of `layer` for each image b: `(params, images [B, H, W, C],
   ks [B]) → [B]`. Image b's value depends on image b alone.
@@ -41,9 +36,7 @@ def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
     exclude_border: activation pixels left out at each edge (they see padded input).
     before_relu: for a conv with a fused ReLU, maximize the ReLU's input.
     channel_only: when `layer` is a conv, compute only the maximized channels from the layer's
-      input instead of all of them. True: image b with kernel slice k_b (a grouped convolution
-      over the batch); "diagonal": every image with the B selected slices, keeping image b's
-      k_b (B× the single-channel work, but a dense convolution). Same result, less work.
+      input instead of all of them: image b with kernel slice k_b. Same result, less work.
     image_only_grad: run the forward pass of `jaxviz.forward`, whose backward rules compute
       only the gradient with respect to the image, with forward-speed kernels. Same result.
   """
@@ -69,13 +62,7 @@ def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
   def finish(y):
     return spatial_mean(y if before_relu else L.activate(y, fused))
 
-  if channel_only == "diagonal" and isinstance(target, L.Conv):
-    def objective(params, images, ks):
-      h = features(params, images, "input")
-      kernels = jnp.take(params[layer]["kernel"], ks, axis=3)  # [kh, kw, Cin, B]
-      y = forward.conv_layer(h, target, kernels, jnp.take(params[layer]["bias"], ks))
-      return finish(jnp.einsum("bhwc,bc->bhw", y, jnp.eye(len(ks), dtype=y.dtype)))
-  elif channel_only and isinstance(target, L.Conv):
+  if channel_only and isinstance(target, L.Conv):
     def one(params, image, k):
       h = features(params, image[None], "input")
       kernel = jax.lax.dynamic_slice_in_dim(params[layer]["kernel"], k, 1, axis=3)

@@ -79,6 +79,15 @@ class ModelSpec:
     shape = (1, *self.input_shape_for(size))
     return jax.jit(self.module.init)(key, jnp.zeros(shape, jnp.float32))["params"]
 
+  def output_shape(self, layer: str, size: int | None = None,
+                   output: L.Output = "activation") -> tuple[int, ...]:
+    """Shape of `layer`'s output (or input) for one image: `(H', W', C')` or `(D,)`."""
+    self.layer(layer)
+    x = jax.ShapeDtypeStruct((1, *self.input_shape_for(size)), jnp.float32)
+    out, _ = jax.eval_shape(functools.partial(self.module.init_with_output, upto=layer,
+                                              output=output), jax.random.key(0), x)
+    return tuple(out.shape[1:])
+
   def param_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
     """`{layer: {"kernel": shape, "bias": shape}}` for every layer with weights."""
     shape = (1, *self.input_shape)
@@ -132,14 +141,12 @@ def _apply(module, params, x, layer, output):
 
 def summarize(spec: ModelSpec, size: int | None = None) -> list[LayerSummary]:
   """Name, type, output shape and parameter count of every layer, from shapes alone."""
-  x = jax.ShapeDtypeStruct((1, *spec.input_shape_for(size)), jnp.float32)
   shapes = spec.param_shapes()
   rows = []
   for layer in spec.layers:
-    out, _ = jax.eval_shape(
-        functools.partial(spec.module.init_with_output, upto=layer.name), jax.random.key(0), x)
     count = sum(int(np.prod(shape)) for shape in shapes.get(layer.name, {}).values())
-    rows.append(LayerSummary(layer.name, layer.kind, (None, *out.shape[1:]), count))
+    rows.append(LayerSummary(layer.name, layer.kind, (None, *spec.output_shape(layer.name, size)),
+                             count))
   return rows
 
 

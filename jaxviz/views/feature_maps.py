@@ -51,12 +51,10 @@ def resolve_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[
     spec.layer(name)
   order = spec.layer_names
   names = sorted(set(names), key=order.index)
-  x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
   for name in names:
-    shape = jax.eval_shape(functools.partial(spec.module.init_with_output, upto=name),
-                           jax.random.key(0), x)[0].shape
-    if len(shape) != 4:
-      raise JaxvizError(f"layer {name!r} outputs {shape[1:]}, not maps [H, W, C]; feature "
+    shape = spec.output_shape(name)
+    if len(shape) != 3:
+      raise JaxvizError(f"layer {name!r} outputs {shape}, not maps [H, W, C]; feature "
                         f"maps are shown for conv and pooling layers")
   return names
 

@@ -88,12 +88,10 @@ def check_layer(spec: ModelSpec, layer: str) -> str:
   if names.index(layer) >= names.index(logits):
     raise JaxvizError(f"Grad-CAM needs a layer before the logits layer {logits!r}; "
                       f"got {layer!r}")
-  x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
-  shape = jax.eval_shape(functools.partial(spec.module.init_with_output, upto=layer),
-                         jax.random.key(0), x)[0].shape
-  if len(shape) != 4:
+  shape = spec.output_shape(layer)
+  if len(shape) != 3:
     raise JaxvizError(f"Grad-CAM needs a layer with maps [h, w, c]; {layer!r} outputs "
-                      f"{shape[1:]}. Try {default_layer(spec)!r}.")
+                      f"{shape}. Try {default_layer(spec)!r}.")
   return layer
 
 

@@ -97,7 +97,6 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                 progress: Progress | None = None) -> Path:
   """Class-output images for `config.classes`, with the model's verdict on each."""
   progress = progress or Progress("classes")
-  spec = get_spec(config.model)
   settings = AscentSettings.from_config(config)
   settings.validate()
   if config.passes < 1:
