@@ -7,7 +7,6 @@ import pytest
 from jaxviz import bench, cli, flops
 from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
-from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
 
 TINY = ["--config.filters=2", "--config.steps=2", "--config.repeats=1",

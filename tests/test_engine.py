@@ -75,7 +75,8 @@ def test_all_filter_run_equals_single_runs_and_any_chunking(lenet, loop):
 
 def test_loops_and_channel_only_agree(lenet):
   base = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3, channel_only=False)).run("0-9")
-  for kwargs in ({"channel_only": True}, {"loop": "scan"}, {"loop": "python"}):
+  for kwargs in ({"channel_only": True}, {"image_only_grad": False}, {"loop": "unroll"},
+                 {"loop": "python"}):
     other = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3, **kwargs)).run("0-9")
     np.testing.assert_allclose(other.images, base.images, rtol=1e-4, atol=1e-4)
 
