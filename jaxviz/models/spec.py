@@ -88,6 +88,35 @@ class ModelSpec:
                                               output=output), jax.random.key(0), x)
     return tuple(out.shape[1:])
 
+  @functools.cached_property
+  def pixel_map(self) -> tuple[np.ndarray, np.ndarray]:
+    """`preprocess` as the affine map it is: `(A [C, C], b [C])` with input = pixels @ A + b.
+
+    Read off `preprocess` by applying it to the zero pixel and the unit pixels, so any
+    channel-wise affine preprocessing (scaling, mean subtraction, channel reordering) works.
+    """
+    c = self.input_shape[-1]
+    basis = np.concatenate([np.zeros((1, c)), np.eye(c)]).reshape(c + 1, 1, 1, c)
+    out = np.asarray(self.preprocess(basis.astype(np.float32)), np.float64).reshape(c + 1, c)
+    return (out[1:] - out[0]).astype(np.float32), out[0].astype(np.float32)
+
+  def pixels_to_input(self, pixels: jax.Array) -> jax.Array:
+    """`preprocess` for traced arrays: pixels `[..., H, W, C]` (0–255 scale) → model input."""
+    a, b = self.pixel_map
+    return pixels @ jnp.asarray(a) + jnp.asarray(b)
+
+  def input_to_pixels(self, x: jax.Array) -> jax.Array:
+    """The inverse of `pixels_to_input`: model input `[..., H, W, C]` → pixels (0–255 scale)."""
+    a, b = self.pixel_map
+    return (x - jnp.asarray(b)) @ jnp.asarray(np.linalg.inv(a))
+
+  @property
+  def neutral_pixel(self) -> np.ndarray:
+    """`[C]` the pixel the model reads as input 0: ImageNet's mean colour for VGG16, black
+    (the background) for LeNet. Decay and clipping pull towards it, transforms fill with it."""
+    a, b = self.pixel_map
+    return np.linalg.solve(a.T.astype(np.float64), -b.astype(np.float64)).astype(np.float32) + 0.0
+
   def param_shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
     """`{layer: {"kernel": shape, "bias": shape}}` for every layer with weights."""
     shape = (1, *self.input_shape)
