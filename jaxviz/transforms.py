@@ -1,19 +1,151 @@
-"""Random image transforms applied before each forward pass: `(key, image) → image`.
+"""Random image transforms applied before each forward pass, for images robust to small changes.
 
-They act on one image `[H, W, C]`; the engine vmaps them with one key per filter and step, so a
-filter's randomness does not depend on which filters share its batch. Gradients flow through
-them back to the untransformed image.
+Each transform acts on one image `[H, W, C]` in the model's input space, where 0 is the
+neutral pixel; what moves in from outside the image is that neutral value. Ranges are relative
+to the image, so a preset means the same on a 28-pixel digit and a 224-pixel photo:
+
+- `pad(fraction)`: a border of `round(fraction · side)` neutral pixels (static; the image grows).
+- `jitter()`: a random shift of up to `hp["jitter"] · side` pixels on each axis (whole pixels).
+- `scale()`: a random zoom by a factor in `[1 - hp["scale"], 1 + hp["scale"]]`.
+- `rotate()`: a random rotation by up to `hp["rotate"]` degrees either way.
+
+Shifts, zooms and rotations are affine maps: `compose` multiplies consecutive ones and samples
+the image once (bilinear), so a chain costs one resampling whatever its length. Ranges come from
+the hyperparameters `hp` (traced arrays), so other ranges compile nothing. The engine gives
+every image its own key per step, so a filter's transforms do not depend on its batch; unlike
+Lucid, which draws one transform for the whole batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+Hyper = Mapping[str, jax.Array]
 
 
-def jitter(key: jax.Array, image: jax.Array, max_shift: int) -> jax.Array:
-  """Rolls `image` `[H, W, C]` by a random shift in [-max_shift, max_shift] on each axis."""
-  if max_shift <= 0:
-    return image
-  dy, dx = jax.random.randint(key, (2,), -max_shift, max_shift + 1)
-  return jnp.roll(image, (dy, dx), axis=(0, 1))
+class Transform(NamedTuple):
+  """Either an affine map, `affine(key, hp, (H, W)) → [3, 3]` taking output pixel coordinates
+  (row, column, 1; centred) to input ones, or an image function `apply(key, image, hp) →
+  image`. Exactly one is set."""
+  name: str
+  affine: Callable[[jax.Array, Hyper, tuple[int, int]], jax.Array] | None = None
+  apply: Callable[[jax.Array, jax.Array, Hyper], jax.Array] | None = None
+
+
+def pad(fraction: float) -> Transform:
+  """A neutral border of `round(fraction · side)` pixels on every side."""
+  def apply(key, image, hp):
+    width = int(round(fraction * max(image.shape[:2])))
+    return jnp.pad(image, ((width, width), (width, width), (0, 0)))
+  return Transform("pad", apply=apply)
+
+
+def jitter(name: str = "jitter") -> Transform:
+  """A random shift of up to `hp[name] · side` whole pixels on each axis."""
+  def affine(key, hp, size):
+    limit = jnp.floor(hp[name] * jnp.asarray(size, jnp.float32))
+    shift = jnp.round(jax.random.uniform(key, (2,), minval=-limit - 0.5, maxval=limit + 0.5))
+    shift = jnp.clip(shift, -limit, limit)
+    return jnp.array([[1.0, 0.0, -shift[0]], [0.0, 1.0, -shift[1]], [0.0, 0.0, 1.0]])
+  return Transform(name, affine=affine)
+
+
+def scale(name: str = "scale") -> Transform:
+  """A random zoom about the centre by a factor in `[1 - hp[name], 1 + hp[name]]`."""
+  def affine(key, hp, size):
+    s = 1.0 + jax.random.uniform(key, (), minval=-1.0, maxval=1.0) * hp[name]
+    return jnp.diag(jnp.array([1.0 / s, 1.0 / s, 1.0]))
+  return Transform(name, affine=affine)
+
+
+def rotate(name: str = "rotate") -> Transform:
+  """A random rotation about the centre by up to `hp[name]` degrees either way."""
+  def affine(key, hp, size):
+    angle = jnp.deg2rad(jax.random.uniform(key, (), minval=-1.0, maxval=1.0) * hp[name])
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    return jnp.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+  return Transform(name, affine=affine)
+
+
+def sample_affine(image: jax.Array, matrix: jax.Array) -> jax.Array:
+  """Bilinear resampling of `image` `[H, W, C]`: output pixel p takes the input at `matrix @ p`
+  (centred pixel coordinates); outside the image reads as 0. Same shape out."""
+  h, w, c = image.shape
+  rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - (h - 1) / 2,
+                            jnp.arange(w, dtype=jnp.float32) - (w - 1) / 2, indexing="ij")
+  points = jnp.stack([rows.ravel(), cols.ravel(), jnp.ones(h * w)])
+  source = matrix[:2] @ points
+  r = source[0] + (h - 1) / 2
+  q = source[1] + (w - 1) / 2
+  r0, q0 = jnp.floor(r), jnp.floor(q)
+  fr, fq = r - r0, q - q0
+  padded = jnp.pad(image, ((1, 1), (1, 1), (0, 0))).reshape(-1, c)
+
+  def tap(dr, dq):
+    # Indices into the zero-padded image; anything further out reads the zero border.
+    ri = jnp.clip(r0 + dr + 1, 0, h + 1).astype(jnp.int32)
+    qi = jnp.clip(q0 + dq + 1, 0, w + 1).astype(jnp.int32)
+    return padded[ri * (w + 2) + qi]
+
+  out = (tap(0, 0) * ((1 - fr) * (1 - fq))[:, None] + tap(0, 1) * ((1 - fr) * fq)[:, None]
+         + tap(1, 0) * (fr * (1 - fq))[:, None] + tap(1, 1) * (fr * fq)[:, None])
+  return out.reshape(h, w, c)
+
+
+def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, Hyper],
+                                                         jax.Array]:
+  """One function `(key, image, hp) → image` applying `transforms` in order; consecutive affine
+  ones are multiplied into one map and sampled once. No transforms: the identity."""
+  transforms = tuple(transforms)
+
+  def apply(key, image, hp):
+    keys = jax.random.split(key, max(1, len(transforms)))
+    matrix = None
+    for k, t in zip(keys, transforms):
+      if t.affine is not None:
+        m = t.affine(k, hp, image.shape[:2])
+        matrix = m if matrix is None else matrix @ m
+        continue
+      if matrix is not None:
+        image, matrix = sample_affine(image, matrix), None
+      image = t.apply(k, image, hp)
+    return image if matrix is None else sample_affine(image, matrix)
+
+  return apply
+
+
+def make(pad_fraction: float = 0.0, jitter_on: bool = False, scale_on: bool = False,
+         rotate_on: bool = False) -> list[Transform]:
+  """Lucid's order: pad, jitter, scale, rotate; each present only when switched on."""
+  chain = [pad(pad_fraction)] if pad_fraction > 0 else []
+  chain += [jitter()] if jitter_on else []
+  chain += [scale()] if scale_on else []
+  chain += [rotate()] if rotate_on else []
+  return chain
+
+
+# The held-out transforms `robustness` is measured under (never used by the optimization's own
+# keys): shifts up to ±6 % of the side, zoom 0.9–1.1, rotation up to ±10°.
+ROBUSTNESS_HP = {"jitter": np.float32(0.06), "scale": np.float32(0.1), "rotate": np.float32(10.0)}
+ROBUSTNESS_SEED = 20171107  # the day "Feature Visualization" appeared on Distill
+
+
+def robustness_transform() -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """`(key, image) → image`: the held-out transform with `ROBUSTNESS_HP`. Its shift is not
+  rounded to whole pixels."""
+  chain = compose([_shift(), scale(), rotate()])
+  hp = {k: jnp.asarray(v) for k, v in ROBUSTNESS_HP.items()}
+  return lambda key, image: chain(key, image, hp)
+
+
+def _shift() -> Transform:
+  def affine(key, hp, size):
+    shift = jax.random.uniform(key, (2,), minval=-1.0, maxval=1.0) * hp["jitter"] * jnp.asarray(
+        size, jnp.float32)
+    return jnp.array([[1.0, 0.0, -shift[0]], [0.0, 1.0, -shift[1]], [0.0, 0.0, 1.0]])
+  return Transform("shift", affine=affine)
