@@ -1,24 +1,36 @@
-"""What is maximized: the mean activation of one filter (channel) of a layer, for one image.
+"""What is maximized, as a small algebra (after Lucid's `optvis/objectives.py`).
 
-Objectives are written for a single image `[H, W, C]` and a filter index; the engine vmaps them.
-Summing the per-image objectives over a batch and taking one gradient gives each image its own
-gradient, because no image's objective depends on another image.
+An `Objective` is a weighted sum of terms, built with `+`, `-` and scalar `*`:
+
+    channel(spec, "block5_conv1") - 0.01 * l2() + Hyper("diversity_weight") * diversity(spec, L)
+
+A weight is a number or `Hyper(name)`, a hyperparameter read from the traced `hp` at run time
+(so other strengths compile nothing). Each term sees one filter's D images through a `Probe`
+(the images, and the model's activations computed once per layer) and gives two values per
+image `[D]`: the one whose gradient is followed, and the true one that is reported. They differ
+only in ReLU rescue: a post-ReLU unit whose map is zero everywhere has no gradient, so until
+some of it turns positive its pre-activation mean is followed instead (Lucid's redirected ReLU,
+applied at the target). The reported activation is the first unit term's true value, unweighted.
+
+Terms never mix filters: a filter's value depends on its own images only, so summing over a
+batch and taking one gradient gives each image its own gradient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxviz import forward
+from jaxviz import forward, regularizers
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import ModelSpec, Params
 
-# (params, image [H, W, C], filter index) -> scalar
-Objective = Callable[[Params, jax.Array, jax.Array], jax.Array]
+Hyperparameters = Mapping[str, jax.Array]
 
 
 def num_filters(spec: ModelSpec, layer: str) -> int:
@@ -26,55 +38,276 @@ def num_filters(spec: ModelSpec, layer: str) -> int:
   return int(spec.output_shape(layer)[-1])
 
 
-def channel_mean(spec: ModelSpec, layer: str, *, exclude_border: int = 0,
-                 before_relu: bool = False, channel_only: bool = True,
-                 image_only_grad: bool = True) -> Objective:
-  """Mean activation of filter k_b of `layer` for each image b: `(params, images [B, H, W, C],
-  ks [B]) → [B]`. Image b's value depends on image b alone.
+class Probe:
+  """One filter's D images and what the model makes of them, each layer computed once.
+
+  Attributes:
+    images: `[D, H, W, C]` model input (after the random transforms).
+    offsets: `[D, H, W, C]` the untransformed pixels minus the neutral pixel, over 255: what
+      the penalties measure, on the same scale for every model.
+    unit: the filter index (scalar int, traced).
+  """
+
+  def __init__(self, spec: ModelSpec, params: Params, images: jax.Array, offsets: jax.Array,
+               unit: jax.Array, image_only_grad: bool = True):
+    self.spec, self.params, self.images, self.offsets, self.unit = (
+        spec, params, images, offsets, unit)
+    self.image_only_grad = image_only_grad
+    self._cache: dict[tuple[str, str], jax.Array] = {}
+
+  def features(self, layer: str, output: L.Output = "activation") -> jax.Array:
+    """`layer`'s output (or input, or pre-activation) for the D images: `[D, h, w, c]`/`[D, c]`."""
+    key = (layer, output)
+    if key not in self._cache:
+      if self.image_only_grad:
+        y = forward.forward(self.spec, self.params, self.images, layer, output)
+      else:
+        y = self.spec.module.apply({"params": self.params}, self.images, upto=layer,
+                                   output=output)
+      self._cache[key] = y
+    return self._cache[key]
+
+  def unit_output(self, layer: str, output: L.Output, channel_only: bool) -> jax.Array:
+    """The filter's own channel of `layer`: `[D, h, w]` for maps, `[D]` for dense units.
+
+    With `channel_only`, a conv target is evaluated for this channel alone from the layer's
+    input (kernel slice k), which is all the objective needs. `output` "activation" gives
+    what the layer reports; "pre_activation" leaves its fused activation out.
+    """
+    target = self.spec.layer(layer)
+    if channel_only and isinstance(target, L.Conv):
+      h = self.features(layer, "input")
+      kernel = jax.lax.dynamic_slice_in_dim(self.params[layer]["kernel"], self.unit, 1, axis=3)
+      bias = jax.lax.dynamic_slice_in_dim(self.params[layer]["bias"], self.unit, 1)
+      y = forward.conv_layer(h, target, kernel, bias)[..., 0]
+      return y if output == "pre_activation" else L.activate(y, target.activation)
+    y = self.features(layer, output)
+    return jax.lax.dynamic_index_in_dim(y, self.unit, axis=y.ndim - 1, keepdims=False)
+
+
+Values = tuple[jax.Array, jax.Array]  # (followed [D], reported [D])
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """One quantity per image: `fn(probe) → (followed [D], true [D])`; `unit` terms are the ones
+  whose true value is reported as the filter's activation."""
+  name: str
+  fn: Callable[[Probe], Values]
+  unit: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+  """A weight read from the hyperparameters at run time: `hp[name]`."""
+  name: str
+
+
+Weight = float | Hyper
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """A weighted sum of terms; call it with a probe and the hyperparameters."""
+  parts: tuple[tuple[Weight, Term], ...]
+
+  def __add__(self, other: "Objective") -> "Objective":
+    return Objective(self.parts + other.parts)
+
+  def __sub__(self, other: "Objective") -> "Objective":
+    return self + (-1.0) * other
+
+  def __neg__(self) -> "Objective":
+    return (-1.0) * self
+
+  def __mul__(self, factor: float | Hyper) -> "Objective":
+    if isinstance(factor, Hyper):
+      if any(isinstance(w, (Hyper, _Scaled)) for w, _ in self.parts):
+        raise JaxvizError("an objective term can carry at most one hyperparameter weight")
+      return Objective(tuple((_times(w, factor), t) for w, t in self.parts))
+    return Objective(tuple((_times(w, float(factor)), t) for w, t in self.parts))
+
+  __rmul__ = __mul__
+
+  @property
+  def names(self) -> list[str]:
+    return [t.name for _, t in self.parts]
+
+  @property
+  def hyperparameters(self) -> list[str]:
+    """The names of the `Hyper` weights, which `hp` must hold."""
+    return [w.name for w, _ in self.parts if isinstance(w, (Hyper, _Scaled))]
+
+  def __call__(self, probe: Probe, hp: Hyperparameters) -> Values:
+    """`(total followed value [D], reported activation [D])` for the probe's images."""
+    total, reported = 0.0, None
+    for weight, term in self.parts:
+      followed, true = term.fn(probe)
+      total = total + _value(weight, hp) * followed
+      if term.unit and reported is None:
+        reported = true
+    if reported is None:
+      raise JaxvizError(f"objective {' + '.join(self.names)} has no unit term (channel, neuron, "
+                        "class logit or direction) whose activation could be reported")
+    return total, reported
+
+
+def _times(weight: Weight, factor: Weight) -> Weight:
+  if isinstance(factor, Hyper):
+    return factor if weight == 1.0 else _Scaled(weight, factor)
+  if isinstance(weight, Hyper):
+    return _Scaled(factor, weight)
+  if isinstance(weight, _Scaled):
+    return _Scaled(weight.factor * factor, weight.hyper)
+  return weight * factor
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scaled:
+  factor: float
+  hyper: Hyper
+
+  @property
+  def name(self) -> str:
+    return self.hyper.name
+
+
+def _value(weight, hp: Hyperparameters):
+  if isinstance(weight, Hyper):
+    return hp[weight.name]
+  if isinstance(weight, _Scaled):
+    return weight.factor * hp[weight.hyper.name]
+  return weight
+
+
+def _single(term: Term) -> Objective:
+  return Objective(((1.0, term),))
+
+
+# --- unit terms: what a filter is -----------------------------------------------------------
+
+def _spatial_mean(y: jax.Array, border: int, layer: str) -> jax.Array:
+  """`[D, h, w]` → `[D]`, leaving out `border` activation pixels at each edge."""
+  if border and 2 * border >= min(y.shape[1:3]):
+    raise JaxvizError(f"exclude_border={border} leaves nothing of the {y.shape[1]}×{y.shape[2]} "
+                      f"activation map of {layer!r}; use a value below {min(y.shape[1:3]) // 2}")
+  return jnp.mean(y[:, border:y.shape[1] - border, border:y.shape[2] - border], axis=(1, 2))
+
+
+def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue: bool,
+               channel_only: bool, reduce: Callable[[jax.Array], jax.Array]) -> Term:
+  """A unit of `layer` reduced to one value per image; with ReLU rescue where it applies."""
+  target = spec.layer(layer)
+  relu = getattr(target, "activation", None) == "relu" and not before_relu
+  output = "pre_activation" if (before_relu or relu) else "activation"
+
+  def fn(probe):
+    y = probe.unit_output(layer, output, channel_only)
+    if y.ndim == 1:  # a dense unit is its own value
+      true = jax.nn.relu(y) if relu else y
+      return (jnp.where(y > 0, true, y) if (relu and rescue) else true), true
+    true = reduce(jax.nn.relu(y) if relu else y)
+    if not (relu and rescue):
+      return true, true
+    alive = jnp.max(y, axis=(1, 2)) > 0
+    return jnp.where(alive, true, reduce(y)), true
+
+  return Term(name, fn, unit=True)
+
+
+def channel(spec: ModelSpec, layer: str, *, before_relu: bool = False, exclude_border: int = 0,
+            rescue: bool = True, channel_only: bool = True) -> Objective:
+  """Mean activation of filter k's map over the image (or dense unit k itself).
 
   Args:
+    before_relu: for a layer with a fused ReLU, its input instead of its output.
     exclude_border: activation pixels left out at each edge (they see padded input).
-    before_relu: for a conv with a fused ReLU, maximize the ReLU's input.
-    channel_only: when `layer` is a conv, compute only the maximized channels from the layer's
-      input instead of all of them: image b with kernel slice k_b. Same result, less work.
-    image_only_grad: run the forward pass of `jaxviz.forward`, whose backward rules compute
-      only the gradient with respect to the image, with forward-speed kernels. Same result.
+    rescue: follow the pre-activation while the post-ReLU map is zero everywhere.
+    channel_only: evaluate only channel k of a conv target (same value, less work).
   """
-  target = spec.layer(layer)
-  if image_only_grad:
-    def features(params, x, output):
-      return forward.forward(spec, params, x, layer, output)
-  else:
-    def features(params, x, output):
-      return spec.module.apply({"params": params}, x, upto=layer, output=output)
-  output = "pre_activation" if before_relu else "activation"
-  fused = getattr(target, "activation", None)
   if exclude_border < 0:
     raise JaxvizError(f"exclude_border must be ≥ 0, got {exclude_border}")
+  return _single(_unit_term(f"channel({layer})", spec, layer, before_relu, rescue, channel_only,
+                            lambda y: _spatial_mean(y, exclude_border, layer)))
 
-  def spatial_mean(y):  # y: [B, H', W'] activations of each image's channel
-    b = exclude_border
-    if b and 2 * b >= min(y.shape[1:3]):
-      raise JaxvizError(f"exclude_border={b} leaves nothing of the {y.shape[1]}×{y.shape[2]} "
-                        f"activation map of {layer!r}; use a value below {min(y.shape[1:3]) // 2}")
-    return jnp.mean(y[:, b:y.shape[1] - b, b:y.shape[2] - b], axis=(1, 2))
 
-  def finish(y):
-    return spatial_mean(y if before_relu else L.activate(y, fused))
+def neuron(spec: ModelSpec, layer: str, *, before_relu: bool = False, rescue: bool = True,
+           channel_only: bool = True) -> Objective:
+  """Filter k's activation at the centre of its map."""
+  def centre(y):
+    return y[:, y.shape[1] // 2, y.shape[2] // 2]
+  return _single(_unit_term(f"neuron({layer})", spec, layer, before_relu, rescue, channel_only,
+                            centre))
 
-  if channel_only and isinstance(target, L.Conv):
-    def one(params, image, k):
-      h = features(params, image[None], "input")
-      kernel = jax.lax.dynamic_slice_in_dim(params[layer]["kernel"], k, 1, axis=3)
-      bias = jax.lax.dynamic_slice_in_dim(params[layer]["bias"], k, 1)
-      return forward.conv_layer(h, target, kernel, bias)[0, :, :, 0]
 
-    def objective(params, images, ks):
-      return finish(jax.vmap(one, in_axes=(None, 0, 0))(params, images, ks))
-  else:
-    def objective(params, images, ks):
-      y = features(params, images, output)
-      y = jnp.take_along_axis(y, ks.reshape((-1,) + (1,) * (y.ndim - 1)), axis=-1)[..., 0]
-      return spatial_mean(y) if y.ndim == 3 else y
+def class_logit(spec: ModelSpec, layer: str | None = None) -> Objective:
+  """Class k's logit: the logits layer's unit k before its softmax."""
+  layer = layer or spec.logits_layer
+  if not layer:
+    raise JaxvizError(f"model {spec.name!r} has no classifier top, so no class logits")
+  return _single(_unit_term(f"class_logit({layer})", spec, layer, True, False, False,
+                            lambda y: jnp.mean(y, axis=(1, 2))))
 
-  return objective
+
+def direction(spec: ModelSpec, layer: str, vectors: np.ndarray) -> Objective:
+  """The mean over the map of the activations' dot product with direction k: `vectors`
+  `[K, C]` holds one direction in `layer`'s channel space per "filter" k."""
+  vectors = jnp.asarray(vectors, jnp.float32)
+  channels = int(spec.output_shape(layer)[-1])
+  if vectors.ndim != 2 or vectors.shape[1] != channels:
+    raise JaxvizError(f"directions for {layer!r} must have shape [K, {channels}], "
+                      f"got {tuple(vectors.shape)}")
+
+  def fn(probe):
+    y = probe.features(layer, "activation")
+    v = jax.lax.dynamic_index_in_dim(vectors, probe.unit, keepdims=False)
+    value = jnp.mean(y @ v, axis=tuple(range(1, y.ndim - 1))) if y.ndim > 2 else y @ v
+    return value, value
+
+  return _single(Term(f"direction({layer})", fn, unit=True))
+
+
+# --- penalties and diversity ----------------------------------------------------------------
+
+def _penalty(name: str, fn: Callable[[jax.Array], jax.Array]) -> Objective:
+  def term(probe):
+    value = jax.vmap(fn)(probe.offsets)
+    return value, value
+  return _single(Term(name, term))
+
+
+def l1() -> Objective:
+  """Mean |pixel − neutral| / 255 of each untransformed image; subtract it to keep images plain."""
+  return _penalty("l1", regularizers.l1)
+
+
+def l2() -> Objective:
+  """Root mean square of (pixel − neutral) / 255 of each untransformed image."""
+  return _penalty("l2", regularizers.l2)
+
+
+def total_variation() -> Objective:
+  """Total variation of (pixel − neutral) / 255 of each untransformed image."""
+  return _penalty("total_variation", regularizers.total_variation)
+
+
+def diversity(spec: ModelSpec, layer: str, output: L.Output = "input") -> Objective:
+  """Minus the similarity of each image's style to the other images of its filter: Lucid's
+  cosine similarity of Gram matrices of `layer`'s `output` (by default what `layer` receives),
+  summed over the other images and divided by D. Add it to push D images of a filter apart."""
+  spec.layer(layer)
+
+  def fn(probe):
+    y = probe.features(layer, output)
+    d = y.shape[0]
+    if d < 2:
+      zero = jnp.zeros((d,), y.dtype)
+      return zero, zero
+    flat = y.reshape(d, -1, y.shape[-1])
+    grams = jnp.einsum("dpc,dpe->dce", flat, flat)
+    grams = grams / (jnp.sqrt(jnp.sum(grams ** 2, axis=(1, 2), keepdims=True)) + 1e-10)
+    similarity = jnp.einsum("dce,fce->df", grams, grams)
+    others = (jnp.sum(similarity, axis=1) - jnp.diagonal(similarity)) / d
+    return -others, -others
+
+  return _single(Term(f"diversity({layer})", fn))
