@@ -1,113 +1,62 @@
-"""The compiled multi-filter optimizer: image k ascends the mean activation of filter k, for every
-requested filter of a layer at once.
+"""The compiled multi-filter engine: lays out, compiles and shards `jaxviz.ascent` over filters.
 
-One step for a group of images, each toward its own filter:
+Image k ascends the objective of filter k (`jaxviz.ascent` holds the step), for every requested
+filter of a layer at once. A chunk of filters is one compiled program: the steps in a
+`lax.scan`, groups of filters in a `lax.map`, then the final images' activation and robustness.
+The last chunk is padded to the same shape, and every strength, step size and transform range
+is a traced hyperparameter, so a layer compiles once and a second call (with other values)
+compiles nothing.
 
-    x' = jitter(key_k, x_k)                        random shift before the forward pass
-    a_k = objective(x'_k, k)                       forward stops at the target layer
-    g = grad(sum_k a_k)                            one gradient: g_k is image k's own
-    g_k = g_k / (sqrt(mean(g_k²)) + 1e-5)          the seeds' normalization, per image
-    x_k = regularize(x_k + optax_update(g_k))      decay, blur, clipping, per image
-
-Each filter starts from noise seeded with `(seed, filter)` and draws its jitter from
-`fold_in(key, filter)` and then `fold_in(·, step)`, so its image does not depend on which
-filters share its chunk. A chunk is one compiled program (steps in a `lax.scan`, groups of
-images in a `lax.map`); the last chunk is padded to the same shape, so a layer compiles once and
-a second call compiles nothing.
+Each filter starts from its own generator, seeded with `(seed, filter)` (and the image index
+when a filter has several images), and draws its transforms from `fold_in(key, filter)`, then
+the step and the image, so its images do not depend on which filters share its chunk or device.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
-from jaxviz import chunking, objectives, regularizers, transforms
-from jaxviz.errors import JaxvizError, unknown
-from jaxviz.models.spec import Model, ModelSpec
+from jaxviz import ascent, chunking, objectives
+from jaxviz.ascent import AscentSettings, make_optimizer  # noqa: F401  (public re-exports)
+from jaxviz.errors import JaxvizError
+from jaxviz.models.spec import Model
 from jaxviz.progress import SILENT, Progress
 from jaxviz.ranges import parse_ranges
 
-LOOPS = ("unroll", "scan", "python")
-
-
-@dataclasses.dataclass(frozen=True)
-class AscentSettings:
-  """How images are optimized; the config fields of the same names (configs/lenet_seed.py)."""
-  steps: int = 20
-  step_size: float = 1.0
-  optimizer: str = "sgd"
-  normalize_grad: bool = True
-  init_noise: float = 20.0
-  exclude_border: int = 0
-  before_relu: bool = False
-  decay: float = 0.0
-  blur_sigma: float = 0.0
-  blur_every: int = 4
-  clip_norm_percentile: float = 0.0
-  clip_contribution_percentile: float = 0.0
-  jitter: int = 0
-  tv_weight: float = 0.0
-  loop: str = "scan"
-  channel_only: bool = True
-  image_only_grad: bool = True
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "AscentSettings":
-    names = [f.name for f in dataclasses.fields(cls)]
-    return cls(**{n: config[n] for n in names if n in config})
-
-  def validate(self) -> None:
-    if self.steps <= 0:
-      raise JaxvizError(f"steps must be ≥ 1, got {self.steps}")
-    if self.step_size <= 0:
-      raise JaxvizError(f"step_size must be > 0, got {self.step_size}")
-    if self.loop not in LOOPS:
-      raise unknown("loop", self.loop, LOOPS)
-    if self.blur_every <= 0:
-      raise JaxvizError(f"blur_every must be ≥ 1, got {self.blur_every}")
-    for name in ("clip_norm_percentile", "clip_contribution_percentile"):
-      if not 0 <= getattr(self, name) < 100:
-        raise JaxvizError(f"{name} must be in [0, 100), got {getattr(self, name)}")
-    if not 0 <= self.decay < 1:
-      raise JaxvizError(f"decay must be in [0, 1), got {self.decay}")
-    if self.jitter < 0 or self.blur_sigma < 0 or self.tv_weight < 0 or self.init_noise < 0:
-      raise JaxvizError("jitter, blur_sigma, tv_weight and init_noise must be ≥ 0")
-    make_optimizer(self.optimizer, self.step_size)
-
-
-def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
-  """`optax.<name>(learning_rate)`, e.g. sgd, adam, rmsprop; a clear error for other names."""
-  factory = getattr(optax, name, None)
-  valid = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "lamb", "lion", "nadam", "radam"]
-  if not callable(factory):
-    raise unknown("optimizer", name, valid)
-  try:
-    return factory(learning_rate)
-  except TypeError:
-    raise unknown("optimizer", name, valid) from None
-
 
 class FilterResult(NamedTuple):
-  """Per requested filter, in request order.
+  """Per requested filter, in request order. With D images per filter (diversity), the image
+  arrays gain an axis after N.
 
   filters: `[N]` int filter indices.
-  images: `[N, H, W, C]` float32 optimized images in the model's input space.
-  activations: `[N, steps + 1]` float32 objective value before each step, then of the final image.
+  images: `[N, H, W, C]` (or `[N, D, H, W, C]`) float32 optimized images, model input space.
+  activations: `[N, steps + 1]` (or `[N, D, steps + 1]`) float32: the objective of the
+    transformed image before each step, then the true objective of the final image.
+  robustness: `[N]` (or `[N, D]`) float32: the final image's mean activation under held-out
+    random transforms over its activation (`jaxviz.ascent.evaluate`); None when not measured.
   """
   filters: np.ndarray
   images: np.ndarray
   activations: np.ndarray
+  robustness: np.ndarray | None = None
 
   @property
   def final_activations(self) -> np.ndarray:
-    return self.activations[:, -1]
+    """`[N]` each filter's final activation (the mean over its images)."""
+    final = self.activations[..., -1]
+    return final if final.ndim == 1 else final.mean(axis=1)
+
+  @property
+  def filter_robustness(self) -> np.ndarray:
+    """`[N]` each filter's robustness (the mean over its images); NaN when not measured."""
+    if self.robustness is None:
+      return np.full(len(self.filters), np.nan, np.float32)
+    return self.robustness if self.robustness.ndim == 1 else self.robustness.mean(axis=1)
 
 
 def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
@@ -132,149 +81,120 @@ def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
   return indices
 
 
-def initial_images(spec: ModelSpec, filters: Sequence[int], seed: int,
-                   shape: tuple[int, int, int], noise: float) -> np.ndarray:
-  """The seeds' start: grey 128 plus uniform noise of width `noise`, in pixels, preprocessed.
-
-  Returns `[N, H, W, C]` float32 in the model's input space. Filter f's noise comes from its own
-  generator, seeded with `(seed, f)`, so it does not depend on the other filters requested.
-  """
-  pixels = np.stack([
-      128.0 + (np.random.default_rng([seed, f]).random(shape, np.float32) - 0.5) * noise
-      for f in filters])
-  return np.asarray(spec.preprocess(pixels), np.float32)
-
-
 class FilterEngine:
   """Optimizes images for filters of one layer of `model`; compiled once per chunk shape.
 
+  Args:
+    model: the model and its weights.
+    layer: the layer whose filters (channels or units) are maximized.
+    settings: the ascent (`jaxviz.ascent.AscentSettings`).
+    size: image side (None: the model's default).
+    objective: what each filter maximizes (`jaxviz.objectives`); None: the one the settings
+      describe (`ascent.default_objective`).
+
   Attributes:
     num_filters: filters in the layer.
+    images_per_filter: D, the images each filter gets (`settings.diversity`).
     traces: how many times the chunk program was traced (compiled); for tests.
   """
 
   def __init__(self, model: Model, layer: str, settings: AscentSettings = AscentSettings(),
-               size: int | None = None):
-    settings.validate()
+               size: int | None = None, objective: objectives.Objective | None = None):
     self.model = model
     self.layer = layer
     self.settings = settings
-    self.image_shape = model.spec.input_shape_for(size)
+    self.ascent = ascent.make_ascent(model.spec, layer, settings, size, objective)
+    self.image_shape = self.ascent.image_shape
     self.num_filters = objectives.num_filters(model.spec, layer)
+    self.images_per_filter = settings.diversity
     self.traces = 0
-    s = settings
-    self._objective = objectives.channel_mean(
-        model.spec, layer, exclude_border=s.exclude_border, before_relu=s.before_relu,
-        channel_only=s.channel_only, image_only_grad=s.image_only_grad)
-    self._optimizer = make_optimizer(s.optimizer, s.step_size)
-    self._regularize = regularizers.make_regularizer(
-        decay_rate=s.decay, blur_sigma=s.blur_sigma, blur_every=s.blur_every,
-        clip_norm_percentile=s.clip_norm_percentile,
-        clip_contribution_percentile=s.clip_contribution_percentile)
-    self.micro_batch = chunking.micro_batch(model.spec, layer, self.image_shape)
-    self._run_chunk = jax.jit(self._chunk_program, static_argnums=(4, 5), donate_argnums=(1,))
-    self._step = jax.jit(self._batched_step, donate_argnums=(1, 2))
-    self._final = jax.jit(self._final_activations)
+    images_per_group = chunking.micro_batch(model.spec, layer, self.image_shape)
+    self.micro_batch = images_per_group and max(1, images_per_group // self.images_per_filter)
+    self._run_chunk = jax.jit(self._chunk_program, static_argnums=(5, 6))
+    self._step = jax.jit(self._python_step, donate_argnums=(1, 2))
+    self._init = jax.jit(lambda v, hp: ascent.init_state(self.ascent, v, hp))
+    self._evaluate = jax.jit(lambda params, v, f, hp: ascent.evaluate(self.ascent, params, v, f,
+                                                                      hp))
 
-  # --- the step, for a chunk of images ------------------------------------------------------
+  def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
+    """The traced values of `settings` (default: the engine's): other values compile nothing,
+    as long as the same pieces are switched on."""
+    return {k: jnp.asarray(v) for k, v in (settings or self.settings).hyperparameters().items()}
 
-  def _batched_step(self, params, images, opt_states, keys, filters, step):
-    """One ascent step for images `[B, H, W, C]`, each toward its own filter `[B]`.
+  # --- the compiled programs ----------------------------------------------------------------
 
-    The objective is summed over the chunk and differentiated once: image b's gradient is its
-    own objective's, since no image's value depends on another's.
-    """
-    s = self.settings
-    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
+  def _chunk_program(self, params, v, filters, key, hp, devices, micro):
+    """Variables `[N, D, …]`, filters `[N]` → (images `[N, D, H, W, C]`, activations
+    `[N, D, steps + 1]`, robustness `[N, D]`).
 
-    def total(images):
-      shifted = jax.vmap(transforms.jitter, in_axes=(0, 0, None))(step_keys, images, s.jitter)
-      activations = self._objective(params, shifted, filters)
-      penalty = s.tv_weight * jax.vmap(regularizers.total_variation)(images) if s.tv_weight else 0
-      return jnp.sum(activations - penalty), activations
-
-    grads, activations = jax.grad(total, has_aux=True)(images)
-    update = jax.vmap(self._image_update, in_axes=(0, 0, 0, None))
-    images, opt_states = update(images, grads, opt_states, step)
-    return images, opt_states, activations
-
-  def _image_update(self, image, grad, opt_state, step):
-    """Normalized ascent, the optimizer and the regularizers, for one image `[H, W, C]`."""
-    if self.settings.normalize_grad:
-      grad = grad / (jnp.sqrt(jnp.mean(grad ** 2)) + 1e-5)
-    updates, opt_state = self._optimizer.update(-grad, opt_state, image)
-    image = optax.apply_updates(image, updates)
-    return self._regularize(image, grad, step), opt_state
-
-  def _final_activations(self, params, images, filters):
-    return self._objective(params, images, filters)
-
-  def _step_keys(self, key, filters):
-    return jax.vmap(lambda f: jax.random.fold_in(jax.random.fold_in(key, f), 1))(filters)
-
-  def _chunk_program(self, params, images, filters, key, devices, micro):
-    """images `[N, H, W, C]`, filters `[N]` → (images, activations `[N, steps + 1]`).
-
-    The N images are laid out as `[devices, groups, micro]`: the device axis is what sharding
+    The N filters are laid out as `[devices, groups, micro]`: the device axis is what sharding
     splits, each device walks its groups one after another (`lax.map`), and each group of
-    `micro` images ascends together. A device thus does the same work whatever the number of
+    `micro` filters ascends together. A device thus does the same work whatever the number of
     devices, and small groups keep a shallow layer's activations in cache on CPUs.
     """
     self.traces += 1
-    n, rest = images.shape[0], images.shape[1:]
+    n, rest = v.shape[0], v.shape[1:]
     groups = n // (devices * micro)
-    x = images.reshape(devices, groups, micro, *rest)
+    x = v.reshape(devices, groups, micro, *rest)
     f = filters.reshape(devices, groups, micro)
+
+    def group(xf):
+      final, history = ascent.ascend(self.ascent, params, xf[0], xf[1], key, hp)
+      images, activation, robustness = ascent.evaluate(self.ascent, params, final, xf[1], hp)
+      return images, jnp.concatenate([history, activation[..., None]], axis=-1), robustness
 
     def per_device(x, f):
       if groups == 1:
-        return jax.tree_util.tree_map(lambda a: a[None], self._ascend(params, x[0], f[0], key))
-      return jax.lax.map(lambda xf: self._ascend(params, xf[0], xf[1], key), (x, f))
+        return jax.tree_util.tree_map(lambda a: a[None], group((x[0], f[0])))
+      return jax.lax.map(group, (x, f))
 
-    images, activations = jax.vmap(per_device)(x, f)
-    return images.reshape(n, *rest), activations.reshape(n, -1)
+    out = jax.vmap(per_device)(x, f)
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
 
-  def _ascend(self, params, images, filters, key):
-    """All steps for images `[B, H, W, C]` and filters `[B]`; returns the final images and the
-    activations `[B, steps + 1]`."""
-    keys = self._step_keys(key, filters)
-    opt_states = jax.vmap(self._optimizer.init)(images)
-    if self.settings.loop == "scan":
-      def body(carry, step):
-        images, opt_states = carry
-        images, opt_states, act = self._batched_step(params, images, opt_states, keys, filters,
-                                                     step)
-        return (images, opt_states), act
-      (images, _), history = jax.lax.scan(body, (images, opt_states),
-                                          jnp.arange(self.settings.steps))
-      history = list(history)
-    else:
-      history = []
-      for step in range(self.settings.steps):
-        images, opt_states, act = self._batched_step(params, images, opt_states, keys, filters,
-                                                     step)
-        history.append(act)
-    history.append(self._final_activations(params, images, filters))
-    return images, jnp.stack(history, axis=1)
+  def _python_step(self, params, v, opt_state, keys, filters, step, hp):
+    return ascent.step(self.ascent, params, v, opt_state, keys, filters, step, hp)
 
-  def _python_loop(self, params, images, filters, key):
-    """The same program with the step compiled alone and driven from Python."""
-    keys = jax.jit(self._step_keys)(key, filters)
-    opt_states = jax.jit(jax.vmap(self._optimizer.init))(images)
+  def _python_loop(self, params, v, filters, key, hp):
+    """The same computation with the step compiled alone and driven from Python."""
+    keys = jax.jit(ascent.filter_keys)(key, filters)
+    opt_state = self._init(v, hp)
     history = []
-    for step in range(self.settings.steps):
-      images, opt_states, act = self._step(self.model.params, images, opt_states, keys, filters,
-                                           jnp.int32(step))
+    for i in range(self.settings.steps):
+      v, opt_state, act = self._step(params, v, opt_state, keys, filters, jnp.int32(i), hp)
       history.append(act)
-    history.append(self._final(self.model.params, images, filters))
-    return images, jnp.stack(history, axis=1)
+    images, activation, robustness = self._evaluate(params, v, filters, hp)
+    return images, jnp.stack(history + [activation], axis=-1), robustness
+
+  # --- starting points ------------------------------------------------------------------------
+
+  def initial_variables(self, filters: Sequence[int], seed: int) -> np.ndarray:
+    """`[N, D, …]` the start of every image: filter f's image d from the generator seeded with
+    `(seed, f)` (D = 1) or `(seed, f, d)`, so it does not depend on the other filters."""
+    d = self.images_per_filter
+    init = self.ascent.param.init
+    return np.stack([
+        np.stack([init(np.random.default_rng([seed, f] if d == 1 else [seed, f, i]),
+                       self.image_shape) for i in range(d)])
+        for f in filters]).astype(np.float32)
+
+  def variables_from_images(self, images: np.ndarray) -> np.ndarray:
+    """Model-input images `[N, (D,) H, W, C]` → variables `[N, D, …]` of the pixel
+    parameterization (to start a second pass from a first pass's images)."""
+    if self.ascent.param.name != "pixel" or self.settings.bounded:
+      raise JaxvizError("start_images needs parameterization='pixel' (unbounded): other "
+                        "parameterizations cannot start from given images")
+    images = np.asarray(images, np.float32)
+    if images.ndim == 4:
+      images = images[:, None]
+    pixels = np.asarray(self.model.spec.input_to_pixels(jnp.asarray(images)))
+    return (pixels - self.model.spec.neutral_pixel).astype(np.float32)
 
   # --- the public call -----------------------------------------------------------------------
 
   def run(self, filters: str | Sequence[int] = "all", *, seed: int = 0, chunk_size: int = 0,
           memory_budget_mb: int = 0, start_images: np.ndarray | None = None,
-          progress: Progress = SILENT) -> FilterResult:
-    """Optimizes one image per requested filter.
+          settings: AscentSettings | None = None, progress: Progress = SILENT) -> FilterResult:
+    """Optimizes the images of every requested filter.
 
     Args:
       filters: "all", "0,3,10-19", or a list of indices.
@@ -283,22 +203,26 @@ class FilterEngine:
       memory_budget_mb: for chunk_size 0; 0 = half the free host memory (CPU) or 80 % of the
         accelerator's.
       start_images: `[N, H, W, C]` images to start from, one per requested filter in request
-        order (e.g. a previous result, for a second pass); None = grey plus noise.
+        order (e.g. a previous result, for a second pass); None = the parameterization's start.
+      settings: other values of the traced hyperparameters (`ascent.HYPERPARAMETERS`) than the
+        engine's; the same pieces must be switched on. Compiles nothing new.
     """
     indices = parse_filters(filters, self.num_filters)
-    if start_images is not None and np.shape(start_images) != (len(indices), *self.image_shape):
-      raise JaxvizError(f"start_images must have shape {(len(indices), *self.image_shape)}, "
-                        f"got {np.shape(start_images)}")
+    expected = (len(indices), *self.image_shape)
+    if start_images is not None and np.shape(start_images)[:1] + np.shape(start_images)[-3:] != \
+        expected:
+      raise JaxvizError(f"start_images must have shape {expected}, got {np.shape(start_images)}")
     chunks, pad_to = self.plan(indices, chunk_size, memory_budget_mb)
     parts, done = [], 0
     for c, part in enumerate(chunks):
       start = None if start_images is None else start_images[done:done + len(part)]
-      parts.append(self.run_chunk(part, seed=seed, pad_to=pad_to, start_images=start))
+      parts.append(self.run_chunk(part, seed=seed, pad_to=pad_to, start_images=start,
+                                  settings=settings))
       done += len(part)
       if len(chunks) > 1:
         progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
-    return FilterResult(np.asarray(indices), np.concatenate([p.images for p in parts]),
-                        np.concatenate([p.activations for p in parts]))
+    return FilterResult(np.asarray(indices), *(np.concatenate([p[i] for p in parts])
+                                               for i in (1, 2, 3)))
 
   def plan(self, indices: Sequence[int], chunk_size: int,
            memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:
@@ -314,12 +238,14 @@ class FilterEngine:
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
                 sharding: jax.sharding.Sharding | None = None,
-                start_images: np.ndarray | None = None) -> FilterResult:
-    """Runs one compiled chunk for `filters`, padded to `pad_to` images by repeating the last.
+                start_images: np.ndarray | None = None,
+                settings: AscentSettings | None = None) -> FilterResult:
+    """Runs one compiled chunk for `filters`, padded to `pad_to` filters by repeating the last.
 
-    `start_images` `[len(filters), H, W, C]` replaces the grey-plus-noise start.
+    `start_images` `[len(filters), H, W, C]` replaces the parameterization's start; `settings`
+    other hyperparameter values (see `run`).
 
-    `sharding`, when given, places the chunk's images and filter indices (split along the
+    `sharding`, when given, places the chunk's variables and filter indices (split along the
     filter axis) before the call; the compiled program follows it.
     """
     filters = [int(f) for f in filters]
@@ -329,20 +255,41 @@ class FilterEngine:
     padded = np.asarray(filters + [filters[-1]] * pad, np.int32)
     key = jax.random.key(seed)
     if start_images is None:
-      x0 = initial_images(self.model.spec, padded, seed, self.image_shape, self.settings.init_noise)
+      v0 = self.initial_variables(padded, seed)
     else:
-      x0 = np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)])
-    x0 = jnp.asarray(x0, jnp.float32)
+      v0 = self.variables_from_images(
+          np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)]))
+    v0 = jnp.asarray(v0, jnp.float32)
     f = jnp.asarray(padded)
+    hp = self.hyperparameters(self._checked(settings))
     if sharding is not None:
-      x0, f = jax.device_put(x0, sharding), jax.device_put(f, sharding)
+      v0, f = jax.device_put(v0, sharding), jax.device_put(f, sharding)
     if self.settings.loop == "python":
-      images, activations = self._python_loop(self.model.params, x0, f, key)
+      out = self._python_loop(self.model.params, v0, f, key, hp)
     else:
       devices = sharding.num_devices if sharding is not None else 1
       per_device = len(padded) // devices
       micro = max(d for d in range(1, per_device + 1)
                   if per_device % d == 0 and d <= (self.micro_batch or per_device))
-      images, activations = self._run_chunk(self.model.params, x0, f, key, devices, micro)
+      out = self._run_chunk(self.model.params, v0, f, key, hp, devices, micro)
     n = len(filters)
-    return FilterResult(np.asarray(filters), np.asarray(images)[:n], np.asarray(activations)[:n])
+    images, activations, robustness = (np.asarray(a)[:n] for a in out)
+    if self.images_per_filter == 1:  # one image per filter: no image axis
+      images, activations, robustness = images[:, 0], activations[:, 0], robustness[:, 0]
+    return FilterResult(np.asarray(filters), images, activations, robustness)
+
+  def _checked(self, settings: AscentSettings | None) -> AscentSettings:
+    """`settings` when they switch on the same pieces as the engine's (only hyperparameter
+    values differ); a clear error otherwise."""
+    if settings is None:
+      return self.settings
+    settings.validate()
+    changed = [name for name in settings.__dataclass_fields__
+               if name not in ascent.HYPERPARAMETERS
+               and getattr(settings, name) != getattr(self.settings, name)]
+    switched = [name for name in ascent.HYPERPARAMETERS
+                if (getattr(settings, name) > 0) != (getattr(self.settings, name) > 0)]
+    if changed or switched:
+      raise JaxvizError(f"these settings need another engine: {', '.join(changed + switched)} "
+                        "(only the values of pieces already switched on can change)")
+    return settings

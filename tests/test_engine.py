@@ -27,28 +27,31 @@ def lenet():
 
 
 def test_normalized_step_matches_hand_computation():
+  # The step acts on pixels (0–255 grey levels), as the seeds' did, whatever the model reads.
   model = tiny_linear_model(2.0)
   settings = AscentSettings(steps=1, step_size=1.0, init_noise=0.0)
   result = FilterEngine(model, "conv", settings).run("0")
-  # Objective: mean(2x) over 4 pixels → gradient 0.5 everywhere; normalized: 0.5/(0.5+1e-5).
-  start = 128 / 255
-  np.testing.assert_allclose(result.images[0], start + 0.5 / (0.5 + 1e-5), rtol=1e-6)
-  np.testing.assert_allclose(result.activations[0], [2 * start, 2 * (start + 0.5 / 0.50001)],
-                             rtol=1e-5)
+  # Objective: mean(2 p / 255) over 4 pixels → gradient g = 0.5 / 255 per pixel; the normalized
+  # step moves each pixel by g / (g + 1e-5) grey levels.
+  g = 0.5 / 255
+  moved = 128 + g / (g + 1e-5)
+  np.testing.assert_allclose(result.images[0], moved / 255, rtol=1e-6)
+  np.testing.assert_allclose(result.activations[0], [2 * 128 / 255, 2 * moved / 255], rtol=1e-5)
 
 
 def test_step_size_and_optax_optimizer_are_used():
   model = tiny_linear_model(2.0)
-  sgd = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=0.1, init_noise=0)).run("0")
-  np.testing.assert_allclose(sgd.images[0], 128 / 255 + 3 * 0.1 * 0.5 / 0.50001, rtol=1e-5)
-  adam = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=0.1, init_noise=0,
+  g = 0.5 / 255
+  sgd = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=10.0, init_noise=0)).run("0")
+  np.testing.assert_allclose(sgd.images[0], (128 + 3 * 10.0 * g / (g + 1e-5)) / 255, rtol=1e-5)
+  adam = FilterEngine(model, "conv", AscentSettings(steps=3, step_size=10.0, init_noise=0,
                                                     optimizer="adam")).run("0")
-  np.testing.assert_allclose(adam.images[0], 128 / 255 + 0.3, rtol=1e-4)  # Adam: lr per step
+  np.testing.assert_allclose(adam.images[0], (128 + 30.0) / 255, rtol=1e-4)  # Adam: lr per step
 
 
 def test_each_filter_ascends_its_own_channel():
   # Filter 1 has the negated kernel, so its image must get darker while filter 0's brightens.
-  result = FilterEngine(tiny_linear_model(1.0), "conv", AscentSettings(steps=4)).run()
+  result = FilterEngine(tiny_linear_model(1.0), "conv", AscentSettings(steps=4, init_noise=0)).run()
   assert result.images[0].mean() > 128 / 255 > result.images[1].mean()
   assert np.all(np.diff(result.activations, axis=1) > 0)
 
@@ -61,7 +64,7 @@ def test_objective_rises_under_ascent_on_lenet(lenet):
 
 @pytest.mark.parametrize("loop", ["unroll", "scan", "python"])
 def test_all_filter_run_equals_single_runs_and_any_chunking(lenet, loop):
-  settings = AscentSettings(steps=4, jitter=2, decay=0.01, blur_sigma=0.5, blur_every=2,
+  settings = AscentSettings(steps=4, jitter=0.07, decay=0.01, blur_sigma=0.5, blur_every=2,
                             loop=loop)
   engine = FilterEngine(lenet, "conv2d_2", settings)
   everything = engine.run("all", seed=3)
@@ -82,7 +85,7 @@ def test_loops_and_channel_only_agree(lenet):
 
 
 def test_jitter_keys_differ_per_filter_but_not_per_run(lenet):
-  settings = AscentSettings(steps=2, jitter=3)
+  settings = AscentSettings(steps=2, jitter=0.1)
   engine = FilterEngine(lenet, "conv2d_2", settings)
   first, again = engine.run("0-3", seed=1), engine.run("0-3", seed=1)
   np.testing.assert_array_equal(first.images, again.images)
@@ -96,6 +99,19 @@ def test_no_recompilation_on_a_second_call(lenet):
   assert engine.traces == 1  # 3 chunks, the last padded: one program
   engine.run("10-19", chunk_size=4, seed=5)
   assert engine.traces == 1
+
+
+def test_step_size_compiles_nothing(lenet):
+  engine = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=2, decay=0.01, jitter=0.05))
+  first = engine.run("0-3")
+  other = AscentSettings(steps=2, decay=0.2, jitter=0.1, step_size=5.0)
+  second = engine.run("0-3", settings=other)
+  assert engine.traces == 1
+  assert not np.allclose(first.images, second.images)
+  np.testing.assert_allclose(second.images, FilterEngine(lenet, "conv2d_2", other).run("0-3").images,
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(JaxvizError, match="need another engine: steps"):
+    engine.run("0-3", settings=AscentSettings(steps=3, decay=0.01, jitter=0.05))
 
 
 def test_start_images_seed_a_second_pass(lenet):

@@ -1,0 +1,327 @@
+"""One pure ascent: settings, hyperparameters, and the step for a group of filters.
+
+For filter k with D images, each step is
+
+    pixels_d = param.to_pixels(vars_d)                 the parameterization (jaxviz.param)
+    x_d = transform(key(seed, k, d, step), input(pixels_d))   random transforms, per image
+    value = objective(x, pixels, k)                    jaxviz.objectives; [D] per image
+    g = grad(sum value)                                one gradient for the whole group
+    g_d = g_d / (sqrt(mean(g_d²)) + 1e-5)              the seeds' normalization (optional)
+    vars_d = regularize(vars_d + optax_update(g_d))    decay, blur, clipping (pixel variables)
+
+`AscentSettings` says which pieces run (fixed when compiled) and holds their strengths;
+`AscentSettings.hyperparameters()` turns the strengths into the traced `hp` the compiled program
+reads, so a run with other strengths, step size or transform ranges compiles nothing. Units
+carry over between models: step sizes act on the parameterization's variables (pixel offsets in
+0–255 grey levels, or spectral coefficients of a sigmoid-bounded image), noise is in grey
+levels, and transform ranges are fractions of the image side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxviz import objectives, param, regularizers, transforms
+from jaxviz.errors import JaxvizError, unknown
+from jaxviz.models.spec import ModelSpec, Params
+
+LOOPS = ("unroll", "scan", "python")
+OBJECTIVES = ("channel", "neuron")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "lamb", "lion", "nadam", "radam")
+
+# The settings that are traced hyperparameters: other values of these compile nothing.
+HYPERPARAMETERS = ("step_size", "decay", "blur_sigma", "clip_norm_percentile",
+                   "clip_contribution_percentile", "jitter", "scale", "rotate", "l1_weight",
+                   "l2_weight", "tv_weight", "diversity_weight")
+
+Hyperparameters = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class AscentSettings:
+  """How images are optimized; the config fields of the same names (configs/seed.py)."""
+  steps: int = 20
+  step_size: float = 1.0
+  optimizer: str = "sgd"
+  normalize_grad: bool = True
+  init_noise: float = 20.0
+  parameterization: str = "pixel"
+  bounded: bool = False
+  decay_power: float = 1.0
+  decorrelate: bool = True
+  objective: str = "channel"
+  exclude_border: int = 0
+  before_relu: bool = False
+  rescue: bool = True
+  decay: float = 0.0
+  blur_sigma: float = 0.0
+  blur_every: int = 4
+  clip_norm_percentile: float = 0.0
+  clip_contribution_percentile: float = 0.0
+  pad: float = 0.0
+  jitter: float = 0.0
+  scale: float = 0.0
+  rotate: float = 0.0
+  l1_weight: float = 0.0
+  l2_weight: float = 0.0
+  tv_weight: float = 0.0
+  diversity: int = 1
+  diversity_weight: float = 0.0
+  robustness_samples: int = 16
+  loop: str = "scan"
+  channel_only: bool = True
+  image_only_grad: bool = True
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict | Mapping) -> "AscentSettings":
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**{n: config[n] for n in names if n in config})
+
+  def hyperparameters(self) -> dict[str, np.ndarray]:
+    """The traced values: `{name: float32 scalar}` for every name in `HYPERPARAMETERS`."""
+    return {name: np.float32(getattr(self, name)) for name in HYPERPARAMETERS}
+
+  def validate(self) -> None:
+    """Raises `JaxvizError` naming the first setting out of its range."""
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      if isinstance(value, float) and not np.isfinite(value):
+        raise JaxvizError(f"{f.name} must be a finite number, got {value}")
+    if self.steps <= 0:
+      raise JaxvizError(f"steps must be ≥ 1, got {self.steps}")
+    if self.step_size <= 0:
+      raise JaxvizError(f"step_size must be > 0, got {self.step_size}")
+    if self.loop not in LOOPS:
+      raise unknown("loop", self.loop, LOOPS)
+    if self.objective not in OBJECTIVES:
+      raise unknown("objective", self.objective, OBJECTIVES)
+    if self.parameterization not in param.KINDS:
+      raise unknown("parameterization", self.parameterization, param.KINDS)
+    if self.blur_every <= 0:
+      raise JaxvizError(f"blur_every must be ≥ 1, got {self.blur_every}")
+    for name in ("clip_norm_percentile", "clip_contribution_percentile"):
+      if not 0 <= getattr(self, name) < 100:
+        raise JaxvizError(f"{name} must be in [0, 100), got {getattr(self, name)}")
+    if not 0 <= self.decay < 1:
+      raise JaxvizError(f"decay must be in [0, 1), got {self.decay}")
+    for name in ("jitter", "pad"):
+      if not 0 <= getattr(self, name) <= 0.5:
+        raise JaxvizError(f"{name} is a fraction of the image side, in [0, 0.5]; "
+                          f"got {getattr(self, name)}")
+    if not 0 <= self.scale < 1:
+      raise JaxvizError(f"scale must be in [0, 1) (zoom by 1 ± scale), got {self.scale}")
+    if not 0 <= self.rotate <= 180:
+      raise JaxvizError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
+    if self.blur_sigma < 0 or self.init_noise < 0 or self.init_noise > 1e4:
+      raise JaxvizError("blur_sigma must be ≥ 0 and init_noise in [0, 10000] grey levels")
+    for name in ("l1_weight", "l2_weight", "tv_weight", "diversity_weight", "decay_power"):
+      if getattr(self, name) < 0:
+        raise JaxvizError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+    if not 1 <= self.diversity <= 64:
+      raise JaxvizError(f"diversity (images per filter) must be in 1..64, got {self.diversity}")
+    if not 0 <= self.robustness_samples <= 256:
+      raise JaxvizError(f"robustness_samples must be in 0..256, got {self.robustness_samples}")
+    if self.parameterization != "pixel" or self.bounded:
+      blocked = [n for n in ("blur_sigma", "clip_norm_percentile",
+                             "clip_contribution_percentile") if getattr(self, n) > 0]
+      if blocked:
+        raise JaxvizError(f"{', '.join(blocked)} act on pixel variables; with "
+                          f"parameterization={self.parameterization!r}"
+                          f"{' (bounded)' if self.bounded else ''} use the penalties "
+                          "(tv_weight, l1_weight, l2_weight) or transforms instead")
+    make_optimizer(self.optimizer, self.step_size)
+
+
+def make_optimizer(name: str, learning_rate: float | jax.Array) -> optax.GradientTransformation:
+  """`optax.<name>` with its learning rate as an injected (traceable) hyperparameter."""
+  factory = getattr(optax, name, None)
+  if name not in OPTIMIZERS and not callable(factory):
+    raise unknown("optimizer", name, OPTIMIZERS)
+  try:
+    return optax.inject_hyperparams(factory)(learning_rate=learning_rate)
+  except TypeError:
+    raise unknown("optimizer", name, OPTIMIZERS) from None
+
+
+class Ascent(NamedTuple):
+  """Everything fixed about one layer's ascent: built once, traced once.
+
+  image_shape: `(H, W, C)` of the images.
+  """
+  spec: ModelSpec
+  layer: str
+  settings: AscentSettings
+  image_shape: tuple[int, int, int]
+  param: param.Parameterization
+  transform: object            # (key, image, hp) → image
+  objective: objectives.Objective
+  regularize: regularizers.Regularizer
+
+
+def default_objective(spec: ModelSpec, layer: str, s: AscentSettings) -> objectives.Objective:
+  """The objective the settings describe: the filter's channel mean (or centre neuron), minus
+  the penalties switched on, plus diversity when D > 1."""
+  unit = objectives.channel if s.objective == "channel" else objectives.neuron
+  kwargs = dict(exclude_border=s.exclude_border) if s.objective == "channel" else {}
+  objective = unit(spec, layer, before_relu=s.before_relu, rescue=s.rescue,
+                   channel_only=s.channel_only, **kwargs)
+  for name, penalty in (("l1_weight", objectives.l1), ("l2_weight", objectives.l2),
+                        ("tv_weight", objectives.total_variation)):
+    if getattr(s, name) > 0:
+      objective = objective - objectives.Hyper(name) * penalty()
+  if s.diversity > 1 and s.diversity_weight > 0:
+    objective = objective + objectives.Hyper("diversity_weight") * objectives.diversity(
+        spec, layer)
+  return objective
+
+
+def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int | None = None,
+                objective: objectives.Objective | None = None) -> Ascent:
+  """Checks the settings and builds the pieces of one layer's ascent."""
+  settings.validate()
+  s = settings
+  shape = spec.input_shape_for(size)
+  objectives.num_filters(spec, layer)  # an unknown layer fails here, listing the valid ones
+  parameterization = param.make(s.parameterization, shape, spec.neutral_pixel,
+                                init_noise=s.init_noise, bounded=s.bounded,
+                                decay_power=s.decay_power, decorrelate=s.decorrelate)
+  chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0)
+  regularize = regularizers.make_regularizer(
+      decay_on=s.decay > 0, blur_on=s.blur_sigma > 0, blur_every=s.blur_every,
+      clip_norm_on=s.clip_norm_percentile > 0,
+      clip_contribution_on=s.clip_contribution_percentile > 0)
+  return Ascent(spec, layer, s, shape, parameterization, transforms.compose(chain),
+                objective or default_objective(spec, layer, s), regularize)
+
+
+# --- the pure functions the engine compiles ---------------------------------------------------
+
+def to_input(a: Ascent, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Variables `[D, …]` → (model input `[D, H, W, C]`, offsets from neutral / 255)."""
+  pixels = jax.vmap(a.param.to_pixels)(v)
+  offsets = (pixels - jnp.asarray(a.spec.neutral_pixel)) / 255.0
+  return a.spec.pixels_to_input(pixels), offsets
+
+
+def filter_value(a: Ascent, params: Params, v: jax.Array, unit: jax.Array, key: jax.Array | None,
+                 hp: Hyperparameters) -> tuple[jax.Array, jax.Array]:
+  """One filter's D images `v` `[D, …]` → (followed value [D], reported activation [D]).
+
+  `key` None: the images as they are; else image d is transformed with `fold_in(key, d)`.
+  """
+  x, offsets = to_input(a, v)
+  if key is not None:
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(x.shape[0]))
+    x = jax.vmap(a.transform, in_axes=(0, 0, None))(keys, x, hp)
+  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad)
+  return a.objective(probe, hp)
+
+
+def filter_keys(key: jax.Array, filters: jax.Array) -> jax.Array:
+  """`[B]` one key per filter, from the run's key and the filter index alone."""
+  return jax.vmap(lambda f: jax.random.fold_in(jax.random.fold_in(key, f), 1))(filters)
+
+
+def step(a: Ascent, params: Params, v: jax.Array, opt_state, keys: jax.Array,
+         filters: jax.Array, step_index: jax.Array | int, hp: Hyperparameters):
+  """One ascent step for B filters: `v` `[B, D, …]`, `keys` `[B]`, `filters` `[B]`.
+
+  Returns `(v, opt_state, activations [B, D])`, the activations those of the transformed
+  images the step's gradient was taken on.
+  """
+  step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step_index)
+
+  def total(v):
+    followed, reported = jax.vmap(filter_value, in_axes=(None, None, 0, 0, 0, None))(
+        a, params, v, filters, step_keys, hp)
+    return jnp.sum(followed), reported
+
+  grads, activations = jax.grad(total, has_aux=True)(v)
+  optimizer = make_optimizer(a.settings.optimizer, hp["step_size"])
+  update = jax.vmap(jax.vmap(lambda v, g, s: _image_update(a, optimizer, v, g, s, step_index,
+                                                           hp)))
+  v, opt_state = update(v, grads, opt_state)
+  return v, opt_state, activations
+
+
+def init_state(a: Ascent, v: jax.Array, hp: Hyperparameters):
+  """The optimizer state of every image of `v` `[B, D, …]`."""
+  optimizer = make_optimizer(a.settings.optimizer, hp["step_size"])
+  return jax.vmap(jax.vmap(optimizer.init))(v)
+
+
+def _image_update(a: Ascent, optimizer, v, g, opt_state, step_index, hp):
+  """Normalized ascent, the optimizer and the regularizers, for one image's variables."""
+  if a.settings.normalize_grad:
+    g = g / (jnp.sqrt(jnp.mean(g ** 2)) + 1e-5)
+  updates, opt_state = optimizer.update(-g, opt_state, v)
+  v = optax.apply_updates(v, updates)
+  if a.param.pixel_space:
+    v = a.regularize(v, g, step_index, hp)
+  elif a.settings.decay > 0:
+    v = regularizers.decay(v, hp["decay"])
+  return v, opt_state
+
+
+def ascend(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, key: jax.Array,
+           hp: Hyperparameters) -> tuple[jax.Array, jax.Array]:
+  """All steps for B filters' variables `v` `[B, D, …]`; returns the final variables and the
+  activations `[B, D, steps]` before each step."""
+  keys = filter_keys(key, filters)
+  opt_state = init_state(a, v, hp)
+  if a.settings.loop == "scan":
+    def body(carry, i):
+      v, opt_state = carry
+      v, opt_state, act = step(a, params, v, opt_state, keys, filters, i, hp)
+      return (v, opt_state), act
+    (v, _), history = jax.lax.scan(body, (v, opt_state), jnp.arange(a.settings.steps))
+    return v, jnp.moveaxis(history, 0, -1)
+  history = []
+  for i in range(a.settings.steps):
+    v, opt_state, act = step(a, params, v, opt_state, keys, filters, i, hp)
+    history.append(act)
+  return v, jnp.stack(history, axis=-1)
+
+
+def evaluate(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, hp: Hyperparameters
+             ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The final images and their quality, for `v` `[B, D, …]`.
+
+  Returns `(images [B, D, H, W, C]` in the model's input space, `activation [B, D]` of the
+  untransformed image, `robustness [B, D]`: the mean activation over the held-out transforms
+  (`transforms.robustness_transform`, the same draws for every image) over `activation`; NaN
+  when there are no samples).
+  """
+  images = jax.vmap(lambda v: to_input(a, v)[0])(v)
+  value = jax.vmap(filter_value, in_axes=(None, None, 0, 0, None, None))
+  activation = value(a, params, v, filters, None, hp)[1]
+  samples = a.settings.robustness_samples
+  if samples == 0:
+    return images, activation, jnp.full_like(activation, jnp.nan)
+  held_out = transforms.robustness_transform()
+  base = jax.random.key(transforms.ROBUSTNESS_SEED)
+
+  def one_sample(i):
+    key = jax.random.fold_in(base, i)
+    moved = jax.vmap(jax.vmap(lambda x: held_out(key, x)))(images)
+    return jax.vmap(_unit_activation, in_axes=(None, None, 0, 0, None))(a, params, moved,
+                                                                          filters, hp)
+
+  moved_activation = jnp.mean(jax.lax.map(one_sample, jnp.arange(samples)), axis=0)
+  return images, activation, moved_activation / activation
+
+
+def _unit_activation(a: Ascent, params: Params, x: jax.Array, unit: jax.Array,
+                     hp: Hyperparameters) -> jax.Array:
+  """The reported activation `[D]` of model-input images `x` `[D, H, W, C]`."""
+  offsets = jnp.zeros_like(x)  # penalties do not enter the reported activation
+  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad)
+  return a.objective(probe, hp)[1]
