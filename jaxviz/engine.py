@@ -178,16 +178,14 @@ class FilterEngine:
         for f in filters]).astype(np.float32)
 
   def variables_from_images(self, images: np.ndarray) -> np.ndarray:
-    """Model-input images `[N, (D,) H, W, C]` → variables `[N, D, …]` of the pixel
-    parameterization (to start a second pass from a first pass's images)."""
-    if self.ascent.param.name != "pixel" or self.settings.bounded:
-      raise JaxvizError("start_images needs parameterization='pixel' (unbounded): other "
-                        "parameterizations cannot start from given images")
-    images = np.asarray(images, np.float32)
+    """Model-input images `[N, (D,) H, W, C]` → variables `[N, D, …]` that give them back
+    (bounded parameterizations: clipped half a grey level inside 0–255); e.g. to start a second
+    pass from a first pass's images."""
+    images = jnp.asarray(images, jnp.float32)
     if images.ndim == 4:
       images = images[:, None]
-    pixels = np.asarray(self.model.spec.input_to_pixels(jnp.asarray(images)))
-    return (pixels - self.model.spec.neutral_pixel).astype(np.float32)
+    pixels = self.model.spec.input_to_pixels(images)
+    return np.asarray(jax.vmap(jax.vmap(self.ascent.param.from_pixels))(pixels), np.float32)
 
   # --- the public call -----------------------------------------------------------------------
 

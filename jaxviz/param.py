@@ -40,7 +40,9 @@ FOURIER_MAGIC = 4.0
 
 
 class Parameterization(NamedTuple):
-  """`init(rng, (H, W, C)) → vars` float32 and `to_pixels(vars) → [H, W, C]` (0–255 scale).
+  """`init(rng, (H, W, C)) → vars` float32, `to_pixels(vars) → [H, W, C]` (0–255 scale), and
+  its inverse `from_pixels` (to start from given images; bounded parameterizations clip the
+  pixels just inside 0–255 first).
 
   `pixel_space` is True when the variables are pixel offsets, so that pixel-space regularizers
   (blur, clipping of weak pixels) may act on them directly.
@@ -48,6 +50,7 @@ class Parameterization(NamedTuple):
   name: str
   init: Callable[[np.random.Generator, tuple[int, int, int]], np.ndarray]
   to_pixels: Callable[[jax.Array], jax.Array]
+  from_pixels: Callable[[jax.Array], jax.Array]
   pixel_space: bool
 
 
@@ -72,12 +75,23 @@ def pixel(neutral: np.ndarray, init_noise: float = 20.0, bounded: bool = False
       return 255.0 * jax.nn.sigmoid(v + _logit(neutral / 255.0))
     return v + neutral
 
-  return Parameterization("pixel", init, to_pixels, pixel_space=not bounded)
+  def from_pixels(p):
+    if bounded:
+      return _traced_logit(p / 255.0) - _logit(neutral / 255.0)
+    return p - neutral
+
+  return Parameterization("pixel", init, to_pixels, from_pixels, pixel_space=not bounded)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
   p = np.clip(np.asarray(p, np.float64), 1e-3, 1 - 1e-3)
   return np.log(p / (1 - p)).astype(np.float32)
+
+
+def _traced_logit(p: jax.Array) -> jax.Array:
+  """The sigmoid's inverse, for fractions clipped to [1/510, 509/510] (half a grey level in)."""
+  p = jnp.clip(p, 0.5 / 255.0, 254.5 / 255.0)
+  return jnp.log(p) - jnp.log1p(-p)
 
 
 def spectrum_scale(h: int, w: int, decay_power: float) -> np.ndarray:
@@ -116,7 +130,15 @@ def fourier(shape: tuple[int, int, int], decay_power: float = 1.0, decorrelate: 
       image = image @ jnp.asarray(mix)
     return 255.0 * jax.nn.sigmoid(image)
 
-  return Parameterization("fourier", init, to_pixels, pixel_space=False)
+  def from_pixels(p):
+    image = _traced_logit(p / 255.0)
+    if mix is not None:
+      image = image @ jnp.asarray(np.linalg.inv(mix))
+    image = jnp.moveaxis(image * FOURIER_MAGIC, -1, 0)
+    coefficients = jnp.fft.rfft2(image, s=(h, w), norm="ortho") / scale
+    return jnp.stack([coefficients.real, coefficients.imag], axis=-1).astype(jnp.float32)
+
+  return Parameterization("fourier", init, to_pixels, from_pixels, pixel_space=False)
 
 
 def make(kind: str, shape: tuple[int, int, int], neutral: np.ndarray, *, init_noise: float = 20.0,

@@ -92,3 +92,15 @@ def test_fourier_gradients_reach_every_variable():
   v = jnp.asarray(p.init(np.random.default_rng(0), (8, 8, 3)))
   g = jax.grad(lambda v: jnp.sum(p.to_pixels(v)[2:5, 3:6]))(v)
   assert np.count_nonzero(np.asarray(g)) > 0.9 * g.size - 3 * 8 * 2  # Nyquist imaginaries are 0
+
+
+@pytest.mark.parametrize("kind, channels", [
+    ("pixel", 3), ("bounded", 3), ("fourier", 3), ("fourier", 1)])
+def test_from_pixels_inverts_to_pixels(kind, channels):
+  neutral = np.array([10.0, 20.0, 30.0], np.float32)[:channels]
+  p = {"pixel": lambda: param.pixel(neutral),
+       "bounded": lambda: param.pixel(neutral, bounded=True),
+       "fourier": lambda: param.fourier((6, 8, channels), decay_power=1.5)}[kind]()
+  pixels = np.random.default_rng(0).uniform(5, 250, (6, 8, channels)).astype(np.float32)
+  back = p.to_pixels(p.from_pixels(jnp.asarray(pixels)))
+  np.testing.assert_allclose(back, pixels, rtol=1e-4, atol=1e-2)
