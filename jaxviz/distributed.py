@@ -25,9 +25,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxviz.engine import FilterResult
 from jaxviz.errors import JaxvizError
 
 FILTER_AXIS = "filters"
+RESULT_ARRAYS = ("images", "activations", "robustness")  # a chunk's per-filter arrays
 MODES = ("auto", "on", "off")
 
 
@@ -183,29 +185,31 @@ def deal(todo: Sequence[int], processes: int, devices: int) -> list[list[list[in
 
 
 def run_slots(engine, chunks: Sequence[Sequence[int]], chunk_size: int, seed: int,
-              mesh) -> tuple[np.ndarray, np.ndarray]:
+              mesh) -> dict[str, np.ndarray]:
   """One compiled call computing `chunks` (at most one per device of `mesh`).
 
   Each chunk is padded to `chunk_size` by repeating its last filter, as a single-device run pads
-  it; devices without a chunk repeat the first one. Returns `images` `[D, chunk_size, H, W, C]`
-  and `activations` `[D, chunk_size, steps + 1]`, padded rows included.
+  it; devices without a chunk repeat the first one. Returns `{"images": [D, chunk_size, H, W,
+  C], "activations": [D, chunk_size, steps + 1], "robustness": [D, chunk_size]}` (with an
+  image axis after chunk_size when filters have several images), padded rows included.
   """
   devices = mesh.devices.size
   slots = [list(c) + [c[-1]] * (chunk_size - len(c)) for c in chunks]
   slots += [slots[0]] * (devices - len(slots))
   sharding = NamedSharding(mesh, PartitionSpec(FILTER_AXIS)) if devices > 1 else None
   result = engine.run_chunk([f for slot in slots for f in slot], seed=seed, sharding=sharding)
-  return (result.images.reshape(devices, chunk_size, *result.images.shape[1:]),
-          result.activations.reshape(devices, chunk_size, *result.activations.shape[1:]))
+  return {name: getattr(result, name).reshape(devices, chunk_size,
+                                               *getattr(result, name).shape[1:])
+          for name in RESULT_ARRAYS}
 
 
 def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
-                   chunk_size: int, seed: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                   chunk_size: int, seed: int) -> Iterator[tuple[int, FilterResult]]:
   """Computes chunks `todo` (indices into `chunks`) on every device of every process.
 
-  Yields `(index, images [n, H, W, C], activations [n, steps + 1])` for each chunk as its round
-  finishes, on process 0; other processes yield nothing but must iterate to the end too, since
-  each round ends with a gather all processes join.
+  Yields `(index, FilterResult of that chunk)` for each chunk as its round finishes, on process
+  0; other processes yield nothing but must iterate to the end too, since each round ends with
+  a gather all processes join.
   """
   mesh = filter_mesh()
   devices, processes, me = mesh.devices.size, process_count(), process_index()
@@ -215,16 +219,15 @@ def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
   for round_ in deal(todo, processes, devices):
     mine = round_[me]
     work = [chunks[i] for i in mine] or [chunks[todo[0]]]  # idle: repeat a chunk, drop it
-    images, activations = run_slots(engine, work, chunk_size, seed, mesh)
-    ids = np.array(mine + [-1] * (devices - len(mine)), np.int32)
+    arrays = run_slots(engine, work, chunk_size, seed, mesh)
+    arrays["ids"] = np.array(mine + [-1] * (devices - len(mine)), np.int32)
     if processes > 1:
-      gathered = multihost_utils.process_allgather(
-          {"ids": ids, "images": images, "activations": activations})
-      ids, images, activations = (np.asarray(gathered[k]).reshape(-1, *gathered[k].shape[2:])
-                                  for k in ("ids", "images", "activations"))
+      gathered = multihost_utils.process_allgather(arrays)
+      arrays = {k: np.asarray(a).reshape(-1, *a.shape[2:]) for k, a in gathered.items()}
     if not is_leader():
       continue
-    for slot, index in enumerate(ids.tolist()):
+    for slot, index in enumerate(arrays["ids"].tolist()):
       if index >= 0:
         n = len(chunks[index])
-        yield index, images[slot, :n], activations[slot, :n]
+        yield index, FilterResult(np.asarray(chunks[index]),
+                                  *(arrays[k][slot, :n] for k in RESULT_ARRAYS))

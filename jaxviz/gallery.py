@@ -31,7 +31,7 @@ def rank(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     `dead` `[N]` bool.
   """
   activations = np.asarray(activations)
-  dead = ~(activations > 0)  # NaN counts as dead too
+  dead = ~((activations > 0) & np.isfinite(activations))  # NaN and inf count as dead too
   order = [i for i in np.argsort(-activations, kind="stable") if not dead[i]]
   ranks = np.full(len(activations), -1, np.int64)
   ranks[order] = np.arange(len(order))
@@ -44,14 +44,16 @@ def grid_shape(count: int) -> tuple[int, int]:
   return max(1, math.ceil(count / n)), n
 
 
-def stitch(tiles: np.ndarray, margin: int = 5, labels: Sequence[str] | None = None) -> np.ndarray:
+def stitch(tiles: np.ndarray, margin: int = 5, labels: Sequence[str] | None = None,
+           columns: int | None = None) -> np.ndarray:
   """Lays `tiles` `[N, h, w, C]` uint8 row by row on a black grid with `margin` pixels between.
 
-  Returns `[rows·h + (rows-1)·margin, cols·w + (cols-1)·margin, C]` uint8. With `labels`, each
-  tile gets its label written in its top-left corner.
+  Returns `[rows·h + (rows-1)·margin, cols·w + (cols-1)·margin, C]` uint8: on the smallest
+  n×n grid (`grid_shape`), or `columns` wide. With `labels`, each tile gets its label written
+  in its top-left corner.
   """
   n, h, w, c = tiles.shape
-  rows, cols = grid_shape(n)
+  rows, cols = grid_shape(n) if columns is None else (-(-n // columns), columns)
   out = np.zeros((rows * h + (rows - 1) * margin, cols * w + (cols - 1) * margin, c), np.uint8)
   for i, tile in enumerate(tiles):
     r, col = divmod(i, cols)
@@ -81,30 +83,65 @@ def png_bytes(grid: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-def filter_records(filters: np.ndarray, activations: np.ndarray) -> list[dict]:
-  """filters.json: `{"filter", "activation", "dead", "rank"}` per filter, in request order."""
+def filter_records(filters: np.ndarray, activations: np.ndarray,
+                   robustness: np.ndarray | None = None, preset: str = "") -> list[dict]:
+  """filters.json: one record per filter, in request order:
+
+  `filter`; `activation`, the true objective of the final, untransformed image; `robustness`,
+  its mean activation under held-out random transforms over `activation` (null for dead
+  filters or when not measured); `dead` (activation ≤ 0 or not finite); `rank` by activation
+  among the live ones (null when dead); and `preset`, the preset the settings come from.
+  """
   ranks, dead = rank(activations)
-  return [{"filter": int(f), "activation": float(a), "dead": bool(d),
-           "rank": None if d else int(r)}
-          for f, a, d, r in zip(filters, activations, dead, ranks)]
+  if robustness is None:
+    robustness = np.full(len(filters), np.nan)
+  return [{"filter": int(f), "activation": _finite(a), "robustness": None if d else _finite(q),
+           "dead": bool(d), "rank": None if d else int(r), "preset": preset}
+          for f, a, q, d, r in zip(filters, activations, robustness, dead, ranks)]
+
+
+def _finite(value) -> float | None:
+  """A JSON-safe number: None for NaN and infinities."""
+  value = float(value)
+  return value if np.isfinite(value) else None
+
+
+def summary_line(records: list[dict]) -> str:
+  """`"48/50 live, median robustness 0.93"` for a layer's records."""
+  live = [r for r in records if not r["dead"]]
+  robust = [r["robustness"] for r in live if r["robustness"] is not None]
+  text = f"{len(live)}/{len(records)} live"
+  return text + (f", median robustness {np.median(robust):.2f}" if robust else "")
+
+
+def true_pixels(x: np.ndarray) -> np.ndarray:
+  """Display values on the 0–255 scale → uint8, clipped: the image as the model sees it."""
+  return np.clip(np.asarray(x, np.float64) + 0.5, 0, 255).astype(np.uint8)
 
 
 def render(display: np.ndarray, records: list[dict], *, max_tiles: int = 0, margin: int = 5,
-           labels: bool = False) -> np.ndarray:
+           labels: bool = False, normalize: bool = True) -> np.ndarray:
   """The gallery picture: live filters in rank order, at most `max_tiles` (0 = all).
 
   Args:
-    display: `[N, H, W, C]` display values per filter, in the order of `records`.
+    display: `[N, H, W, C]` display values per filter, in the order of `records`; or
+      `[N, D, H, W, C]` with D images per filter, drawn as one row per filter.
+    normalize: each tile as the seeds show it (`deprocess`); False: its true pixels, for
+      display values on the 0–255 scale (bounded parameterizations).
   """
+  display = np.asarray(display)
+  per_filter = display[:, None] if display.ndim == 4 else display
+  d = per_filter.shape[1]
   live = sorted((r["rank"], i) for i, r in enumerate(records) if not r["dead"])
   if max_tiles > 0:
     live = live[:max_tiles]
   if not live:
-    h, w, c = display.shape[1:]
-    return np.zeros((h, w, c), np.uint8)
-  tiles = np.stack([deprocess(display[i]) for _, i in live])
-  names = [str(records[i]["filter"]) for _, i in live] if labels else None
-  return stitch(tiles, margin, names)
+    return np.zeros(per_filter.shape[2:], np.uint8)
+  show = deprocess if normalize else true_pixels
+  tiles = np.stack([show(image) for _, i in live for image in per_filter[i]])
+  names = ([str(records[i]["filter"]) if j == 0 else "" for _, i in live for j in range(d)]
+           if labels else None)
+  return stitch(tiles, margin, names, columns=d if d > 1 else None)
 
 
 def records_json(records: list[dict]) -> bytes:

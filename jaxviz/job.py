@@ -52,7 +52,7 @@ def chunk_size_for(config: ml_collections.ConfigDict, spec: ModelSpec, layer: st
   `config.memory_budget_mb` holds (that device's memory by default), capped on CPU. It depends
   on the kind of device, never on how many there are, so neither do the images.
   """
-  return chunking.resolve_chunk_size(spec, layer, spec.input_shape_for(config.size), count,
+  return chunking.resolve_chunk_size(spec, layer, spec.input_shape_for(config.size or None), count,
                                      config.chunk_size, config.get("memory_budget_mb", 0))
 
 
@@ -73,9 +73,9 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
   """Checks the whole config against the model before anything is loaded or computed."""
   spec = get_spec(config.model)
   layers = resolve_layers(spec, config.layer)
-  if config.size <= 0:
-    raise JaxvizError(f"size must be ≥ 1 pixel, got {config.size}")
-  spec.input_shape_for(config.size)
+  if config.size < 0:
+    raise JaxvizError(f"size must be ≥ 1 pixel (or 0 for the model's own), got {config.size}")
+  spec.input_shape_for(config.size or None)
   settings = AscentSettings.from_config(config)
   settings.validate()
   for layer in layers:
@@ -125,7 +125,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
               config: ml_collections.ConfigDict, state: RunState,
               progress: Callable[[str], None]) -> Path:
   """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
-  engine = FilterEngine(model, layer, settings, config.size)
+  engine = FilterEngine(model, layer, settings, config.size or None)
   indices = parse_filters(config.filters, engine.num_filters)
   folder = state.workdir / layer
 
@@ -148,30 +148,34 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
     progress(f"optimizing {len(indices)} filters in {len(chunks)} chunk"
              + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else ""))
   done = len(chunks) - len(todo)
-  for index, images, activations in distributed.compute_chunks(
-      engine, chunks, todo, plan["chunk_size"], config.seed):
-    state.save_chunk(layer, index, FilterResult(np.asarray(chunks[index]), images, activations))
+  for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
+                                                 config.seed):
+    state.save_chunk(layer, index, result)
     done += 1
     left = len(chunks) - done
     progress(f"chunk {index + 1}/{len(chunks)} done" + (f", {left} to go" if left else ""))
 
   def assemble():
     result = state.layer_result(layer, indices, plan["chunk_size"])
-    write_layer(folder, model, result, config)
+    records = write_layer(folder, model, result, config)
     state.finish_layer(layer)
-    return int(np.sum(~(result.final_activations > 0)))
+    return gallery.summary_line(records)
 
-  dead = distributed.on_leader(assemble)
-  progress(f"{len(indices)} filters, {dead} dead → {folder}")
+  summary = distributed.on_leader(assemble)
+  progress(f"{summary} → {folder}")
   return folder
 
 
 def write_layer(folder: Path, model: Model, result: FilterResult,
                 config: ml_collections.ConfigDict) -> Path:
-  """Writes one layer's outputs into a hidden folder, then renames it to `folder`."""
-  records = gallery.filter_records(result.filters, result.final_activations)
+  """Writes one layer's outputs into a hidden folder, then renames it to `folder`; returns
+  the filters.json records."""
+  records = gallery.filter_records(result.filters, result.final_activations,
+                                   result.filter_robustness, config.get("preset", ""))
+  bounded = config.get("parameterization", "pixel") != "pixel" or config.get("bounded", False)
   picture = gallery.render(model.spec.to_display(result.images), records,
-                           max_tiles=config.max_tiles, margin=config.margin, labels=config.labels)
+                           max_tiles=config.max_tiles, margin=config.margin, labels=config.labels,
+                           normalize=not bounded)
   staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
   staging.chmod(0o755)
   try:
@@ -184,7 +188,7 @@ def write_layer(folder: Path, model: Model, result: FilterResult,
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  return folder
+  return records
 
 
 def remove_staging(folder: Path) -> None:

@@ -78,7 +78,8 @@ def chunk_bytes(result: FilterResult) -> bytes:
   buffer = io.BytesIO()
   np.savez(buffer, filters=np.asarray(result.filters, np.int64),
            images=np.asarray(result.images, np.float32),
-           activations=np.asarray(result.activations, np.float32))
+           activations=np.asarray(result.activations, np.float32),
+           robustness=np.asarray(result.robustness, np.float32))
   return buffer.getvalue()
 
 
@@ -197,9 +198,11 @@ class RunState:
       return None
     try:
       with np.load(path) as data:
-        result = FilterResult(data["filters"], data["images"], data["activations"])
+        result = FilterResult(data["filters"], data["images"], data["activations"],
+                              data["robustness"])
       ok = (result.filters.tolist() == list(filters) and len(result.images) == len(filters)
-            and len(result.activations) == len(filters))
+            and len(result.activations) == len(filters)
+            and len(result.robustness) == len(filters))
     except (OSError, ValueError, KeyError):
       ok = False
     if not ok:
@@ -216,9 +219,8 @@ class RunState:
         raise JaxvizError(f"chunk {i} of layer {layer!r} is missing from "
                           f"{self.layer_dir(layer)}; rerun the same command to compute it.")
       parts.append(part)
-    return FilterResult(np.concatenate([p.filters for p in parts]),
-                        np.concatenate([p.images for p in parts]),
-                        np.concatenate([p.activations for p in parts]))
+    return FilterResult(*(np.concatenate([getattr(p, name) for p in parts])
+                          for name in FilterResult._fields))
 
   def finish_layer(self, layer: str) -> None:
     """Marks the layer done (its outputs are in place) and deletes its chunk files."""

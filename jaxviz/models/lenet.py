@@ -35,8 +35,8 @@ def preprocess(pixels: np.ndarray) -> np.ndarray:
 
 
 def to_display(x: np.ndarray) -> np.ndarray:
-  """Model input `[..., H, W, 1]` → grey display values (same scale; deprocessing normalizes)."""
-  return np.asarray(x, np.float32)
+  """Model input `[..., H, W, 1]` → grey pixels on the 0–255 scale (not clipped)."""
+  return np.asarray(x, np.float32) * 255.0
 
 
 LENET = ModelSpec(
