@@ -59,7 +59,8 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *,
   For "vgg16" the weights decide the variant: a file or checkpoint holding the classifier top
   (`fc1`, `fc2`, `predictions`) gives the model with it, others the convolutional base (see
   `spec_for_layers`). With no weights given, the converted base is read, or the converted model
-  with its top when only that one is cached.
+  with its top when only that one is cached. A Keras file holding a VGG16 inside a larger model
+  gives that VGG16, the mapping of its layers printed to stderr (see `jaxviz.convert.keras`).
   """
   spec = get_spec(name)
   if weights in (None, ""):
