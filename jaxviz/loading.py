@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flax import serialization
-
 from jaxviz import checkpoint
 from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, ModelSpec, get_spec
@@ -61,7 +59,8 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *,
   For "vgg16" the weights decide the variant: a file or checkpoint holding the classifier top
   (`fc1`, `fc2`, `predictions`) gives the model with it, others the convolutional base (see
   `spec_for_layers`). With no weights given, the converted base is read, or the converted model
-  with its top when only that one is cached.
+  with its top when only that one is cached. A Keras file holding a VGG16 inside a larger model
+  gives that VGG16, the mapping of its layers printed to stderr (see `jaxviz.convert.keras`).
   """
   spec = get_spec(name)
   if weights in (None, ""):
@@ -82,22 +81,15 @@ def load_model(name: str, weights: str | os.PathLike | None = None, *,
     weights = path
   path = Path(weights)
   if path.name.endswith(KERAS_SUFFIXES):
-    if not path.is_file():
-      raise JaxvizError(f"weights file {str(path)!r} does not exist")
+    checkpoint.require_file(path, "weights file")
     from jaxviz.convert import keras
     result = keras.read(path, spec)
-    return Model(result.spec, result.params, {"source": str(path), "layout": result.layout})
-  if spec.name == "vgg16":  # Two variants: see spec_for_layers.
-    spec = spec_for_layers(spec, _checkpoint_layers(path))
-  params, metadata = checkpoint.load(path, spec)
-  return Model(spec, params, metadata)
-
-
-def _checkpoint_layers(path: Path) -> list[str]:
-  """The layers a checkpoint holds weights for, to choose the model variant; [] when it cannot
-  be read (`checkpoint.load` then reports why). This reads the file once more than
-  `checkpoint.load` alone; the memory is freed before that second read."""
-  try:
-    return list(serialization.msgpack_restore(path.read_bytes())["params"])
-  except Exception:  # Any failure here is reported by checkpoint.load with its own message.
-    return []
+    keras.report_mapping(str(path), result.spec, result.mapping, result.mapped_by)
+    metadata = {"source": str(path), "layout": result.layout}
+    if result.mapping:
+      metadata["mapping"] = keras.format_mapping(result.mapping)
+    return Model(result.spec, result.params, metadata)
+  ckpt = checkpoint.read(path)
+  spec = spec_for_layers(spec, ckpt.params)  # VGG16 has two variants: see spec_for_layers.
+  checkpoint.check(ckpt, spec, str(path))
+  return Model(spec, ckpt.params, ckpt.metadata)

@@ -40,3 +40,21 @@ def spec_layers(spec, params) -> list[tuple[str, list[np.ndarray]]]:
   return [("input_1", [])] + [
       (name, [np.asarray(params[name]["kernel"]), np.asarray(params[name]["bias"])]
        if name in params else []) for name in spec.layer_names]
+
+
+def write_legacy_nested(path, models) -> None:
+  """A legacy full-model `.h5` (`model.save("x.h5")`) of a model made of nested models:
+  `models` is `[(model name, [(layer name, [kernel, bias] or [])])]`. As Keras writes it, each
+  nested model is one group under `model_weights` whose `weight_names` list
+  `<layer>/kernel`, `<layer>/bias` in layer order, each stored at `<model>/<layer>/<var>`."""
+  with h5py.File(path, "w") as f:
+    weights = f.create_group("model_weights")
+    weights.attrs["layer_names"] = np.array([name.encode("utf8") for name, _ in models])
+    for model_name, layers in models:
+      group = weights.create_group(model_name)
+      names = []
+      for name, values in layers:
+        for var, value in zip(("kernel", "bias"), values):
+          names.append(f"{name}/{var}".encode("utf8"))
+          group.create_dataset(f"{name}/{var}", data=np.asarray(value))
+      group.attrs["weight_names"] = np.array(names)

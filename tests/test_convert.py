@@ -8,12 +8,20 @@ activations are compared with the Keras model's at every layer, on random images
 The top is checked at 64×64 px and 10 classes (same layers and Keras code path, a 2×2×512
 `flatten`); the full 224×224, 1000-class model in every layout takes minutes and 4 GB of disk
 writes, so it runs only with JAXVIZ_SLOW_TESTS=1.
+
+Also: a VGG16 inside a fine-tuned transfer-learning model, and the same layers renamed, in the
+Keras 3 formats; ambiguous or incomplete ones refused; checkpoints written as Flax writes them,
+with conversion's peak memory measured in a subprocess; archive members bounded before
+extraction.
 """
 
 import dataclasses
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -25,13 +33,14 @@ os.environ["KERAS_BACKEND"] = "jax"
 keras = pytest.importorskip("keras")
 
 import jaxviz  # noqa: E402
-from jaxviz import cli  # noqa: E402
+from jaxviz import checkpoint, cli  # noqa: E402
 from jaxviz.convert import keras as convert_keras  # noqa: E402
 from jaxviz.errors import JaxvizError  # noqa: E402
 from jaxviz.models import Model  # noqa: E402
 from jaxviz.models import layers as L  # noqa: E402
 from jaxviz.models.vgg16 import BASE_LAYERS, VGG16, VGG16_TOP  # noqa: E402
-from keras_layouts import keras_model_layers, write_keras2_weights  # noqa: E402
+from keras_layouts import (keras_model_layers, spec_layers,  # noqa: E402
+                           write_keras2_weights, write_legacy_nested)
 
 LAYOUTS = ("keras2_h5", "weights_h5", "keras", "legacy_h5")
 TOLERANCE = 1e-4  # max |jaxviz - keras| / max |keras|, per layer
@@ -261,10 +270,38 @@ def missing_layer(folder, request):
           "missing layers ['block5_conv3'], unexpected layers []")
 
 
-def extra_layer(folder, request):
-  extra = ("extra_dense", [np.zeros((512, 10), np.float32), np.zeros(10, np.float32)])
-  return (altered_keras2(folder, request, lambda layers: layers + [extra]), [],
-          "missing layers [], unexpected layers ['extra_dense']")
+def renamed(layers, prefix="c"):
+  """The weighted layers of `layers` renamed `<prefix>1`, `<prefix>2`, …; others dropped."""
+  weighted = [weights for _, weights in layers if weights]
+  return [(f"{prefix}{i}", weights) for i, weights in enumerate(weighted, 1)]
+
+
+def twelve_convs(folder, request):
+  def drop(layers):
+    return [layer for i, layer in enumerate(renamed(layers)) if i != 6]
+  return (altered_keras2(folder, request, drop), [],
+          "the file holds 12 convolutions (VGG16 has 13)")
+
+
+def renamed_wrong_shape(folder, request):
+  def narrow(layers):
+    return [(name, [w[0][:, :, :128], w[1]] if name == "c6" else w)
+            for name, w in renamed(layers)]
+  return (altered_keras2(folder, request, narrow), [],
+          "the longest run fitting VGG16 is 5 layers, from c1; then c6 has")
+
+
+def two_renamed_backbones(folder, request):
+  return (altered_keras2(folder, request, lambda ls: renamed(ls, "a") + renamed(ls, "b")), [],
+          "2 runs of 13 convolutions with VGG16's shapes were found (starting at a1 and b1)")
+
+
+def two_named_backbones(folder, request):
+  path = folder / "siamese.h5"
+  layers = [(name, w) for name, w in request.getfixturevalue("base_layers") if w]
+  write_legacy_nested(path, [("vgg16", layers), ("vgg16_1", layers)])
+  return (path, [], "layer 'block1_conv1' appears twice in this file "
+          "(at vgg16/block1_conv1 and vgg16_1/block1_conv1)")
 
 
 def shape_mismatch(folder, request):
@@ -324,7 +361,9 @@ def hdf5_without_weights(folder, request):
 BAD_INPUTS = {
     "not_hdf5_or_zip": not_keras, "empty": empty, "zip_without_weights": zip_without_weights,
     "hdf5_without_weights": hdf5_without_weights, "another_model": another_model,
-    "missing_layer": missing_layer, "extra_layer": extra_layer,
+    "missing_layer": missing_layer, "twelve_convs": twelve_convs,
+    "renamed_wrong_shape": renamed_wrong_shape, "two_renamed_backbones": two_renamed_backbones,
+    "two_named_backbones": two_named_backbones,
     "shape_mismatch": shape_mismatch, "wrong_model": wrong_model,
     "lenet_as_vgg16": lenet_as_vgg16, "truncated_keras2_h5": truncated("keras2_h5"),
     "truncated_legacy_h5": truncated("legacy_h5"), "truncated_keras": truncated("keras"),
@@ -381,3 +420,258 @@ def test_full_size_top_in_every_layout(tmp_path):
     assert converted.spec is VGG16_TOP and converted.spec.num_classes == 1000
     assert_matches(converted, ref, [*VGG16.conv_layer_names, "predictions"])
     out.unlink()
+
+
+# VGG16 inside other models: the usual transfer-learning model, fine-tuned, in the three
+# Keras 3 formats; and the same convolutions renamed, found by order and shape.
+
+KERAS3_FORMATS = ("weights_h5", "keras", "legacy_h5")
+
+
+def save_keras3(model, folder: Path, stem: str) -> dict:
+  paths = {"weights_h5": folder / f"{stem}.weights.h5", "keras": folder / f"{stem}.keras",
+           "legacy_h5": folder / f"{stem}.h5"}
+  model.save_weights(paths["weights_h5"])
+  model.save(paths["keras"])
+  model.save(paths["legacy_h5"])
+  return paths
+
+
+@pytest.fixture(scope="module")
+def transfer(tmp_path_factory):
+  """`Sequential([VGG16 base, Flatten, Dense(10)])` at 32×32, fine-tuned two steps with Adam
+  (so the weights differ from their initial values and the files hold an optimizer's state),
+  saved in the Keras 3 formats; the reference is the inner VGG16's output at every layer."""
+  keras.utils.set_random_seed(5)
+  backbone = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+  model = keras.Sequential([backbone, keras.layers.Flatten(), keras.layers.Dense(10)])
+  initial = backbone.get_layer("block5_conv3").get_weights()[0].copy()
+  rng = np.random.default_rng(5)
+  x = keras.applications.vgg16.preprocess_input(rng.uniform(0, 255, (4, 32, 32, 3)))
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+  model.fit(x, rng.standard_normal((4, 10)), batch_size=2, epochs=1, verbose=0)
+  assert not np.allclose(backbone.get_layer("block5_conv3").get_weights()[0], initial)
+  folder = tmp_path_factory.mktemp("transfer")
+  return keras_reference(backbone, 32, seed=6), save_keras3(model, folder, "transfer"), folder
+
+
+@pytest.fixture(scope="module")
+def renamed_transfer(transfer):
+  """The same network with Keras' default layer names (`conv2d_…`), the VGG16 unnested, and a
+  dropout and dense head: nothing is named as in VGG16."""
+  ref, _, folder = transfer
+  layers = []
+  for layer in ref.model.layers[1:]:
+    if isinstance(layer, keras.layers.Conv2D):
+      layers.append(keras.layers.Conv2D(layer.filters, 3, padding="same", activation="relu"))
+    else:
+      layers.append(keras.layers.MaxPooling2D(2))
+  model = keras.Sequential([keras.Input((32, 32, 3)), *layers, keras.layers.Flatten(),
+                            keras.layers.Dropout(0.5), keras.layers.Dense(10)])
+  for new, old in zip(layers, ref.model.layers[1:]):
+    new.set_weights(old.get_weights())
+  assert not {layer.name for layer in model.layers} & set(VGG16.layer_names)
+  return ref, save_keras3(model, folder, "renamed")
+
+
+@pytest.mark.parametrize("layout", KERAS3_FORMATS)
+def test_vgg16_inside_a_fine_tuned_transfer_model(layout, transfer, capsys):
+  ref, paths, _ = transfer
+  model = jaxviz.load_model("vgg16", paths[layout])
+  assert model.spec is VGG16  # the Dense(10) head is not VGG16's predictions
+  assert_matches(model, ref, VGG16.conv_layer_names)
+  err = capsys.readouterr().err
+  assert "mapped by name onto model 'vgg16' (without its top)" in err
+  lines = [line.strip() for line in err.splitlines()[1:]]
+  assert lines == model.metadata["mapping"] and len(lines) == 14, err
+  assert sum(line.endswith(f"→ {name}") for line in lines for name in VGG16.conv_layer_names) == 13
+  assert [line for line in lines if "dense" in line and line.endswith("→ not used")], err
+
+
+@pytest.mark.parametrize("layout", KERAS3_FORMATS)
+def test_renamed_vgg16_is_mapped_by_order_and_shape(layout, renamed_transfer, tmp_path, capsys):
+  ref, paths = renamed_transfer
+  out = tmp_path / "vgg16.msgpack"
+  assert cli.main(["convert", str(paths[layout]), str(out)]) == 0
+  captured = capsys.readouterr()
+  assert captured.out.strip() == str(out)
+  lines = [line.strip() for line in captured.err.splitlines()[1:]]
+  assert "mapped by order and shape onto model 'vgg16' (without its top)" in captured.err
+  used = [line.rsplit(" → ", 1)[1] for line in lines if not line.endswith("not used")]
+  assert used == VGG16.conv_layer_names, captured.err  # in VGG16's order
+  assert len(lines) == 14  # and the head's dense layer, not used
+  model = jaxviz.load_model("vgg16", out)
+  assert model.spec is VGG16 and len(model.metadata["mapping"]) == 14
+  assert_matches(model, ref, VGG16.conv_layer_names)
+
+
+def test_extra_head_layers_are_not_used_and_reported(base, base_layers, tmp_path, capsys):
+  head = ("extra_dense", [np.zeros((512, 10), np.float32), np.zeros(10, np.float32)])
+  path = tmp_path / "with_head.h5"
+  write_keras2_weights(path, base_layers + [("flatten", []), head])
+  model = jaxviz.load_model("vgg16", path)
+  assert model.spec is VGG16
+  assert_matches(model, base[0], ["block1_conv1", "block5_conv3"])
+  assert "  extra_dense → not used" in capsys.readouterr().err.splitlines()
+
+
+def test_weights_h5_without_layer_order_refuses_layers_it_cannot_place(base_layers, tmp_path):
+  """A `.weights.h5` orders layers only within a class: a batch normalization beside renamed
+  convolutions could sit between them, so the mapping is refused."""
+  path = tmp_path / "bn.weights.h5"
+  with h5py.File(path, "w") as f:
+    convs = renamed(base_layers)
+    for i, (name, (kernel, bias)) in enumerate(convs):
+      vars_ = f.create_group(f"layers/conv2d{f'_{i}' if i else ''}/vars")
+      vars_.attrs["name"] = name
+      vars_["0"], vars_["1"] = kernel, bias
+    vars_ = f.create_group("layers/batch_normalization/vars")
+    vars_.attrs["name"] = "bn"
+    for i in range(4):
+      vars_[str(i)] = np.ones(64, np.float32)
+  with pytest.raises(JaxvizError, match=r"cannot tell where layers/batch_normalization \(bn\)"):
+    jaxviz.load_model("vgg16", path)
+
+
+# Archives: members are checked on their declared sizes before anything is extracted.
+
+def test_zip_bomb_member_is_refused_before_extraction(tmp_path, monkeypatch):
+  path = tmp_path / "bomb.keras"
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    with zf.open(convert_keras.ARCHIVE_WEIGHTS, "w", force_zip64=True) as member:
+      block = bytes(1 << 24)
+      for _ in range(64):  # 1 GiB of zeros, under 5 MB compressed
+        member.write(block)
+  assert path.stat().st_size < 8 << 20
+  monkeypatch.setattr(convert_keras, "_extract", lambda *args: pytest.fail("extracted"))
+  message = (f"{path}: archive member 'model.weights.h5' declares 1.0 GiB uncompressed from "
+             r"\d\.\d MiB \(\d+:1\), over jaxviz's bound of 100:1")
+  with pytest.raises(JaxvizError, match=message):
+    jaxviz.load_model("vgg16", path)
+
+
+def test_member_over_the_size_bound_is_refused(keras_lenet, monkeypatch, tmp_path, capsys):
+  monkeypatch.setattr(convert_keras, "MAX_WEIGHTS_BYTES", 1 << 16)
+  path = keras_lenet[1]
+  assert cli.main(["convert", str(path), str(tmp_path / "o.msgpack"), "--model", "lenet"]) == 2
+  err = capsys.readouterr().err
+  assert re.search(f"{re.escape(str(path))}: archive member 'model.weights.h5' declares "
+                   r"\d+\.\d MiB uncompressed, over jaxviz's bound of 0\.1 MiB for it; it was "
+                   "not extracted", err), err
+
+
+def test_a_folder_given_as_weights_is_called_a_folder(tmp_path, capsys):
+  folder = tmp_path / "weights"
+  folder.mkdir()
+  (folder / "vgg16.keras").write_bytes(b"")
+  for weights in (folder, tmp_path / "model.keras"):
+    weights.mkdir(exist_ok=True)
+    with pytest.raises(JaxvizError, match="is a folder, not a file: pass the weights file"):
+      jaxviz.load_model("vgg16", weights)
+  assert cli.main(["convert", str(folder), str(tmp_path / "o.msgpack")]) == 2
+  err = capsys.readouterr().err
+  assert f"Keras file '{folder}' is a folder" in err and "vgg16.keras" in err, err
+
+
+# Checkpoints are written one array at a time, byte for byte as Flax writes them.
+
+def flax_bytes(model_name, params, metadata) -> bytes:
+  from flax import serialization
+  return serialization.msgpack_serialize(
+      {"model": model_name, "params": params, "metadata": json.dumps(metadata)})
+
+
+def test_streamed_checkpoint_is_what_flax_writes(monkeypatch, tmp_path):
+  rng = np.random.default_rng(0)
+  params = {"b": {"kernel": rng.standard_normal((3, 3, 2, 4), np.float32),
+                  "bias": np.full((), 0.5, np.float32)},  # a 16-byte extension
+            "a": {"kernel": rng.standard_normal((200, 300), np.float32),  # over 64 KiB
+                  "bias": np.arange(5, dtype=np.float64), "mask": np.ones(3, bool)}}
+  stream = io.BytesIO()
+  checkpoint.write_state(stream, "m", params, json.dumps({"x": 1}))
+  assert stream.getvalue() == flax_bytes("m", params, {"x": 1})
+  # Functions as leaves are read when written; arrays over the chunk size are split as Flax does.
+  from flax import serialization
+  monkeypatch.setattr(serialization, "MAX_CHUNK_SIZE", 1000)
+  lazy = {layer: {var: (lambda a=a: a) for var, a in variables.items()}
+          for layer, variables in params.items()}
+  path = checkpoint.save(tmp_path / "m.msgpack", "m", lazy, {"x": 1})
+  assert path.read_bytes() == flax_bytes("m", params, {"x": 1})
+  restored, metadata = checkpoint.read(path).params, checkpoint.read(path).metadata
+  np.testing.assert_array_equal(restored["a"]["kernel"], params["a"]["kernel"])
+  assert metadata == {"x": 1} and sorted(p.name for p in tmp_path.iterdir()) == [
+      "m.json", "m.msgpack"]
+
+
+def test_loading_a_checkpoint_reads_it_once(base, tmp_path, monkeypatch):
+  out = tmp_path / "vgg16.msgpack"
+  convert_keras.convert(base[1]["keras2_h5"], out)
+  reads = []
+  read_bytes = Path.read_bytes
+  monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or read_bytes(self))
+  assert jaxviz.load_model("vgg16", out).spec is VGG16
+  assert reads == [out]
+
+
+MEASURE_CONVERSION = """
+import json, sys
+from jaxviz.convert import keras
+from jaxviz.models import vgg16
+from jaxviz.models import layers as L
+import dataclasses
+spec = vgg16.VGG16_TOP if sys.argv[3] == "full" else dataclasses.replace(
+    vgg16.VGG16_TOP, name="vgg16_top_64px", input_shape=(64, 64, 3), num_classes=10,
+    layers=vgg16.BASE_LAYERS + (L.Flatten("flatten"), L.Dense("fc1", 4096, activation="relu"),
+                               L.Dense("fc2", 4096, activation="relu"),
+                               L.Dense("predictions", 10, activation="softmax")))
+spec.param_shapes()  # traced once before measuring
+
+def status(key):
+  with open("/proc/self/status") as f:
+    return int(next(line for line in f if line.startswith(key)).split()[1]) * 1024
+
+with open("/proc/self/clear_refs", "w") as f:
+  f.write("5")  # resets the peak resident size to the current one
+before = status("VmRSS:")
+keras.convert(sys.argv[1], sys.argv[2], spec)
+print(json.dumps({"before": before, "peak": status("VmHWM:")}))
+"""
+
+
+def conversion_peak(tmp_path, variant: str) -> tuple[int, int]:
+  """`(file size, peak resident memory added while converting it)` for a random VGG16 with its
+  top in the Keras 2 layout: 'small' at 64×64 and 10 classes (160 MB, `fc2` is 42% of it),
+  'full' at 224×224 and 1000 classes (528 MB, `fc1` is 78% of it)."""
+  if not Path("/proc/self/clear_refs").exists():
+    pytest.skip("needs Linux's /proc to measure peak memory")
+  spec = VGG16_TOP if variant == "full" else SMALL_TOP
+  rng = np.random.default_rng(0)
+  params = {layer: {var: rng.standard_normal(shape, np.float32)
+                    for var, shape in shapes.items()}
+            for layer, shapes in spec.param_shapes().items()}
+  src = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+  write_keras2_weights(src, spec_layers(spec, params))
+  del params
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+      [str(Path(jaxviz.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+  out = subprocess.run([sys.executable, "-c", MEASURE_CONVERSION, str(src),
+                        str(tmp_path / "vgg16.msgpack"), variant],
+                       capture_output=True, text=True, env=env, check=True)
+  measured = json.loads(out.stdout.strip().splitlines()[-1])
+  result = convert_keras.read(src, spec)  # the checkpoint holds the file's weights
+  ckpt = checkpoint.read(tmp_path / "vgg16.msgpack")
+  for layer in ("block1_conv1", "fc2"):
+    np.testing.assert_array_equal(ckpt.params[layer]["kernel"], result.params[layer]["kernel"])
+  return src.stat().st_size, measured["peak"] - measured["before"]
+
+
+def test_conversion_memory_is_bounded_by_the_file_size(tmp_path):
+  size, peak = conversion_peak(tmp_path, "small")
+  assert peak <= 1.3 * size, f"peak {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
+
+
+@pytest.mark.skipif(not os.environ.get("JAXVIZ_SLOW_TESTS"),
+                    reason="writes and converts a 528 MB file; JAXVIZ_SLOW_TESTS=1")
+def test_full_size_conversion_memory_is_bounded_by_the_file_size(tmp_path):
+  size, peak = conversion_peak(tmp_path, "full")
+  assert peak <= 1.3 * size, f"peak {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB file"
