@@ -21,17 +21,40 @@ from jaxviz.models.spec import ModelSpec, Params
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+  """Writes `data` to `path` durably: to a temporary file beside it, flushed to disk (fsync),
+  renamed over `path`, then the folder flushed too. After a crash or a power cut `path` holds
+  either its old bytes or all of the new ones."""
   path = Path(path)
+  new_folder = not path.parent.is_dir()
   path.parent.mkdir(parents=True, exist_ok=True)
+  if new_folder:
+    fsync_dir(path.parent.parent)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
+  fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+  """Flushes `folder`'s entries (names created, renamed or deleted in it) to disk; a no-op where
+  the filesystem cannot sync a folder."""
+  try:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
 
 
 def save(path: str | os.PathLike, model_name: str, params: Params, metadata: dict) -> Path:
