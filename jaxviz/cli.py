@@ -2,7 +2,7 @@
 
     jaxviz layers [--config.model=vgg16]
     jaxviz train [--config NAME|PATH] [--config.KEY=VALUE ...]
-    jaxviz gallery --workdir DIR [--config NAME|PATH] [--config.KEY=VALUE ...]
+    jaxviz gallery --workdir DIR [--wait] [--config NAME|PATH] [--config.KEY=VALUE ...]
         [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
     jaxviz convert IN OUT [--model vgg16]
     jaxviz fetch-weights vgg16 [--top]
@@ -49,12 +49,15 @@ def _gallery(args, config):
   workdir = require_workdir(args)
   distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
                          args.process_id, args.local_device_ids)  # before any JAX computation
-  out = job.run_gallery(config, workdir)
+  out = job.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
 
 
 def _gallery_arguments(parser):
+  parser.add_argument("--wait", action="store_true",
+                      help="when another run is using the workdir, wait for it to end instead "
+                      "of stopping with an error")
   group = parser.add_argument_group(
       "many hosts (jax.distributed)", "Start the same command on every process; process 0 "
       "writes the workdir. A rerun of the same command resumes an interrupted run.")
