@@ -44,30 +44,34 @@ class Checkpoint:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, fsync: bool = False) -> Iterator[BinaryIO]:
-  """Yields a binary file beside `path` that replaces `path` once the block ends without error
-  (flushed to disk first when `fsync`); on an error it is deleted and `path` is untouched."""
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+  """Yields a binary file beside `path` that replaces `path` durably once the block ends
+  without error: flushed to disk (fsync), renamed over `path`, then the folder flushed too, so
+  after a crash or a power cut `path` holds either its old bytes or all of the new ones. On an
+  error the temporary file is deleted and `path` is untouched."""
   path = Path(path)
+  new_folder = not path.parent.is_dir()
   path.parent.mkdir(parents=True, exist_ok=True)
+  if new_folder:
+    fsync_dir(path.parent.parent)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       yield f
-      if fsync:
-        f.flush()
-        os.fsync(f.fileno())
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
     raise
-  if fsync:
-    _fsync_folder(path.parent)
+  fsync_dir(path.parent)
 
 
-def _fsync_folder(folder: Path) -> None:
-  """Makes a rename in `folder` durable, where the system allows opening folders."""
+def fsync_dir(folder: str | os.PathLike) -> None:
+  """Flushes `folder`'s entries (names created, renamed or deleted in it) to disk; a no-op where
+  the filesystem cannot sync a folder."""
   try:
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
   except OSError:
     return
   try:
@@ -79,7 +83,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+  """Writes `data` to `path` durably and atomically (`atomic_file`)."""
   with atomic_file(path) as f:
     f.write(data)
 
@@ -94,9 +98,9 @@ def save(path: str | os.PathLike, model_name: str, params: Mapping, metadata: di
   to a temporary file, flushed to disk and renamed: on any error nothing is left at `path`.
   """
   path = Path(path)
-  with atomic_file(path, fsync=True) as f:
+  with atomic_file(path) as f:
     write_state(f, model_name, params, json.dumps(metadata), dtype)
-  with atomic_file(path.with_suffix(".json"), fsync=True) as f:
+  with atomic_file(path.with_suffix(".json")) as f:
     f.write((json.dumps({"model": model_name, **metadata}, indent=2) + "\n").encode())
   return path
 

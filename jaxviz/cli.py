@@ -2,8 +2,9 @@
 
     jaxviz layers [--config.model=vgg16]
     jaxviz train [--config NAME|PATH] [--config.KEY=VALUE ...]
-    jaxviz gallery --workdir DIR [--config NAME|PATH] [--config.KEY=VALUE ...]
+    jaxviz gallery --workdir DIR [--wait] [--config NAME|PATH] [--config.KEY=VALUE ...]
         [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
+        [--init_timeout SECONDS]
     jaxviz convert IN OUT [--model vgg16]
     jaxviz fetch-weights vgg16 [--top]
     jaxviz bench [--config NAME|PATH] [--json] [--config.KEY=VALUE ...]
@@ -46,15 +47,20 @@ def _train(args, config):
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
   from jaxviz import distributed, job
+  from jaxviz.progress import Progress
   workdir = require_workdir(args)
   distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
-                         args.process_id, args.local_device_ids)  # before any JAX computation
-  out = job.run_gallery(config, workdir)
+                         args.process_id, args.local_device_ids, timeout=args.init_timeout,
+                         progress=Progress("gallery"))  # before any JAX computation
+  out = job.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
 
 
 def _gallery_arguments(parser):
+  parser.add_argument("--wait", action="store_true",
+                      help="when another run is using the workdir, wait for it to end instead "
+                      "of stopping with an error")
   group = parser.add_argument_group(
       "many hosts (jax.distributed)", "Start the same command on every process; process 0 "
       "writes the workdir. A rerun of the same command resumes an interrupted run.")
@@ -70,6 +76,9 @@ def _gallery_arguments(parser):
                      help="this process, 0 … N-1")
   group.add_argument("--local_device_ids", type=_int_list, default=None, metavar="0,1,…",
                      help="the local devices this process uses (default: all)")
+  group.add_argument("--init_timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="how long a process waits for the coordinator and the other "
+                     "processes at start-up before it stops with an error (default: 60)")
 
 
 def _int_list(text: str) -> list[int]:

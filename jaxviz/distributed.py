@@ -3,21 +3,30 @@
 Devices. A process runs D chunks at once, one per local device: the chunks, each padded to the
 chunk size, are laid end to end and split along the "filters" axis of a mesh of the local devices
 (`NamedSharding(mesh, P("filters"))`), so one compiled call gives every device exactly the batch a
-single-device run computes for its chunk. With per-filter keys (DESIGN.md) a filter's image is then
-bit-for-bit the same on 1 device or 8, on 1 host or 64.
+single-device run computes for its chunk. As every filter draws its noise from its own key
+(`jaxviz.engine`; docs/scale.md, "What stays the same"), a filter's image is then bit-for-bit
+the same on 1 device or 8, on 1 host or 64.
 
 Hosts. `initialize` starts `jax.distributed` (flags, or JAX's own cluster detection on Cloud TPU,
-SLURM, Open MPI). The missing chunks are dealt out in rounds: in each round process p takes D of
-them; the results are gathered with `multihost_utils.process_allgather`, and process 0, the only
-one that touches the workdir, saves them. Decisions that read the workdir are made by process 0
-and broadcast (`on_leader`), so every process runs the same rounds.
+SLURM, Open MPI), within a bounded time: a process that cannot reach the coordinator, or whose
+partners never join, stops with a message instead of hanging. The missing chunks are dealt out
+in rounds: in each round process p takes D of them; the results are gathered with
+`multihost_utils.process_allgather`, and process 0, the only one that touches the workdir, saves
+them. Decisions that read the workdir are made by process 0 and broadcast (`on_leader`), so every
+process runs the same rounds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import math
 import os
+import socket
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -31,6 +40,8 @@ from jaxviz.errors import JaxvizError
 FILTER_AXIS = "filters"
 RESULT_ARRAYS = ("images", "activations", "robustness")  # a chunk's per-filter arrays
 MODES = ("auto", "on", "off")
+INIT_TIMEOUT = 60.0   # seconds for all processes to join, by default (--init_timeout)
+JAX_TIMEOUT_MARGIN = 30  # JAX's own start-up limit (it aborts the process) comes this much later
 
 
 # --- the multi-host runtime ----------------------------------------------------------------------
@@ -45,7 +56,8 @@ def launched_as_cluster() -> bool:
 
 def initialize(mode: str = "auto", coordinator_address: str | None = None,
                num_processes: int | None = None, process_id: int | None = None,
-               local_device_ids: Sequence[int] | None = None) -> bool:
+               local_device_ids: Sequence[int] | None = None, timeout: float = INIT_TIMEOUT,
+               progress: Callable[[str], None] | None = None) -> bool:
   """Starts JAX's multi-host runtime, before any JAX computation; returns whether it did.
 
   Args:
@@ -56,9 +68,17 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     num_processes: how many processes take part.
     process_id: this process, 0 … num_processes - 1.
     local_device_ids: the local devices this process uses (default: all of them).
+    timeout: seconds for every process to join. A process other than 0 first waits for the
+      coordinator's port to open and raises a `JaxvizError` if it does not; past the limit a
+      process still waiting for its partners prints why and exits with status 2 (JAX's runtime
+      cannot be interrupted, and would abort later with a stack trace).
+    progress: prints a line when the runtime starts.
   """
   if mode not in MODES:
     raise JaxvizError(f"distributed must be one of {', '.join(MODES)}; got {mode!r}")
+  if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+      math.isfinite(timeout) and timeout > 0):
+    raise JaxvizError(f"init_timeout must be a number of seconds > 0, got {timeout!r}")
   given = (coordinator_address, num_processes, process_id, local_device_ids)
   if mode == "off" or (mode == "auto" and all(v is None for v in given)
                        and not launched_as_cluster()):
@@ -67,16 +87,88 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     raise JaxvizError(f"num_processes must be ≥ 1, got {num_processes}")
   if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
     raise JaxvizError(f"process_id must be in 0 … {num_processes - 1}, got {process_id}")
+  deadline = time.monotonic() + timeout
+  host = parse_address(coordinator_address)[0] if coordinator_address else None
+  if progress:
+    progress(f"starting the multi-host runtime: process {_or(process_id, 'from the cluster')} of "
+             f"{_or(num_processes, '(from the cluster)')}, coordinator "
+             f"{_or(coordinator_address, '(from the cluster)')}; waiting up to {timeout:g} s")
+  if coordinator_address and process_id:
+    wait_for_coordinator(coordinator_address, deadline, timeout)
+  left = max(deadline - time.monotonic(), 1.0)
+  watchdog = threading.Timer(left, _start_up_timed_out, args=(
+      timeout, coordinator_address, num_processes))
+  watchdog.daemon = True
+  watchdog.start()
   try:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id,
-                               local_device_ids=local_device_ids)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes,
+        process_id=process_id, local_device_ids=local_device_ids,
+        initialization_timeout=math.ceil(left) + JAX_TIMEOUT_MARGIN,
+        coordinator_bind_address=coordinator_address if host and is_loopback(host) else None)
   except (ValueError, RuntimeError) as e:
     raise JaxvizError(
         f"cannot start JAX's multi-host runtime: {e}. Give --coordinator_address HOST:PORT, "
         "--num_processes N and --process_id I (the same address and N on every process), or "
         "run where JAX detects the cluster (Cloud TPU, SLURM, Open MPI).") from None
+  finally:
+    watchdog.cancel()
   return True
+
+
+def _or(value, default: str) -> str:
+  return default if value is None else str(value)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+  """`"10.0.0.1:8476"` or `"[::1]:8476"` → `(host, port)`."""
+  host, colon, port = address.rpartition(":")
+  host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+  if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise JaxvizError(f"coordinator_address must be HOST:PORT (e.g. 10.0.0.1:8476), got "
+                      f"{address!r}")
+  return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+  """True for `localhost`, 127.x.x.x and ::1: a coordinator only this machine can reach."""
+  try:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def wait_for_coordinator(address: str, deadline: float, timeout: float) -> None:
+  """Waits until the coordinator's TCP port at `address` accepts connections (process 0 may
+  start later than this one); raises a `JaxvizError` naming it when `deadline` passes first."""
+  host, port = parse_address(address)
+  problem = "no answer"
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=min(2.0, timeout)):
+        return
+    except socket.gaierror as e:
+      raise JaxvizError(f"cannot resolve the coordinator's host {host!r} "
+                        f"(--coordinator_address {address}): {e.strerror or e}.") from None
+    except OSError as e:
+      problem = e.strerror or str(e) or type(e).__name__
+    if time.monotonic() + 0.25 >= deadline:
+      raise JaxvizError(
+          f"cannot reach the coordinator at {address} (process 0) within {timeout:g} s: "
+          f"{problem}. Start process 0 with the same --coordinator_address (it opens that port), "
+          "check the host, port and firewall, or allow more time with --init_timeout SECONDS.")
+    time.sleep(0.25)
+
+
+def _start_up_timed_out(timeout: float, coordinator_address: str | None,
+                        num_processes: int | None) -> None:
+  """Ends the process (status 2) when `jax.distributed.initialize` is still waiting."""
+  print(f"jaxviz: error: the multi-host runtime did not start within {timeout:g} s: not all "
+        f"{_or(num_processes, 'the')} processes joined the coordinator at "
+        f"{_or(coordinator_address, '(detected by JAX)')}. Start every process with the same "
+        "--coordinator_address and --num_processes and its own --process_id, or allow more "
+        "time with --init_timeout SECONDS.", file=sys.stderr, flush=True)
+  os._exit(2)
 
 
 def process_index() -> int:

@@ -81,27 +81,50 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
   for layer in layers:
     count = len(parse_filters(config.filters, objectives.num_filters(spec, layer)))
     chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
+    check_exclude_border(spec, layer, config.size, config.get("exclude_border", 0))
   if config.max_tiles < 0 or config.margin < 0:
     raise JaxvizError("max_tiles and margin must be ≥ 0")
   return spec, layers, settings
 
 
+def check_exclude_border(spec: ModelSpec, layer: str, size: int, border: int) -> None:
+  """Refuses an `exclude_border` that leaves nothing of `layer`'s activation map."""
+  shape = spec.output_shape(layer, size)
+  if border and len(shape) == 3 and 2 * border >= min(shape[:2]):
+    raise JaxvizError(f"exclude_border={border} leaves nothing of the {shape[0]}×{shape[1]} "
+                      f"activation map of {layer!r}; use a value below "
+                      f"{(min(shape[:2]) + 1) // 2}")
+
+
 def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                progress: Progress | None = None) -> Path:
+                progress: Progress | None = None, wait: bool = False) -> Path:
   """Runs the gallery job for every layer in `config.layer`; returns the last layer's folder.
 
   Rerunning the same config into the same `workdir` resumes it: finished layers and chunks are
-  kept, the rest computed. Under `jax.distributed` every process calls this with the same config;
-  process 0 alone writes the workdir, and only it reports progress.
+  kept, the rest computed. One run at a time uses a workdir: another run's is refused, or with
+  `wait` waited for. A run that fails before saving anything leaves no run state behind. Under
+  `jax.distributed` every process calls this with the same config; process 0 alone writes the
+  workdir, and only it reports progress.
   """
-  leader = distributed.is_leader()
-  progress = (progress or Progress("gallery")) if leader else SILENT
+  progress = (progress or Progress("gallery")) if distributed.is_leader() else SILENT
+  state = RunState(workdir, report=progress)
+  try:
+    return _run_gallery(config, state, progress, wait)
+  except BaseException:
+    state.abandon()
+    raise
+  finally:
+    state.release()
+
+
+def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: Progress,
+                 wait: bool) -> Path:
   spec, layers, settings = validate(config)
-  root = Path(workdir)
-  state = RunState(root)
+  root = state.workdir
 
   def open_workdir():
     prepare_workdir(root)
+    state.lock(wait)
     return state.check_config(config)
 
   resuming = distributed.on_leader(open_workdir)
@@ -133,7 +156,8 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
     remove_staging(folder)
     return state.begin_layer(layer, indices,
                              chunk_size_for(config, model.spec, layer, len(indices)),
-                             OUTPUT_FILES)
+                             OUTPUT_FILES, engine.image_shape, settings.steps,
+                             engine.images_per_filter)
 
   plan = distributed.on_leader(begin)
   if plan["done"]:

@@ -20,8 +20,5 @@ class Progress:
       elapsed = time.perf_counter() - self.start
       print(f"[{self.task}] {message} ({elapsed:.1f}s)", file=self.stream, flush=True)
 
-  def child(self, task: str) -> "Progress":
-    return Progress(task, self.enabled, self.stream)
-
 
 SILENT = Progress("", enabled=False)

@@ -4,22 +4,32 @@
     WORKDIR/.jaxviz/<layer>/plan.json          the layer's requested filters and chunk size
     WORKDIR/.jaxviz/<layer>/chunk-00007.npz    chunk 7's filters, images and activations
     WORKDIR/.jaxviz/<layer>/done.json          written once WORKDIR/<layer>/ holds the outputs
+    WORKDIR/.jaxviz/lock                       locked (flock) by the run using the workdir
 
-Every file is written to a temporary name and renamed into place, so a killed run leaves whole
-chunks or none. A rerun of the same config computes only the chunks that are missing; a rerun
-with another config or other weights is refused, so results of two runs are never mixed.
-Only one process (process 0 in a multi-host run) reads and writes these files.
+Every file is written durably (a temporary name, fsync, rename, fsync of the folder), so a
+killed run or a power cut leaves whole chunks or none. Every file is checked when read: a
+damaged one (empty, truncated, foreign, of the wrong shapes) is reported and its work done
+again, never trusted and never a reason to fail. A rerun of the same config computes only the
+chunks that are missing; a rerun with another config or other weights is refused, so results of
+two runs are never mixed, unless the other run saved nothing yet. One run at a time uses a
+workdir (`RunState.lock`). Only one process (process 0 in a multi-host run) reads and writes
+these files.
 """
 
 from __future__ import annotations
 
+import datetime
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
-import signal
+import shlex
 import shutil
-from collections.abc import Sequence
+import socket
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -28,13 +38,17 @@ import numpy as np
 from jaxviz.checkpoint import atomic_write_bytes
 from jaxviz.engine import FilterResult
 from jaxviz.errors import JaxvizError
+from jaxviz.progress import Progress
 
 STATE_DIR = ".jaxviz"
+LOCK_FILE = "lock"
 FORMAT = 1
+CHUNK_DTYPES = {"filters": np.dtype(np.int64), "images": np.dtype(np.float32),
+                "activations": np.dtype(np.float32), "robustness": np.dtype(np.float32)}
 
-# For tests only: the process kills itself (SIGKILL, like `kill -9`) right after saving this
-# many chunk files, to check that a rerun resumes a run that died mid-layer.
-CRASH_AFTER_CHUNKS_ENV = "JAXVIZ_TEST_CRASH_AFTER_CHUNKS"
+
+class DamagedFile(Exception):
+  """A resume file that cannot be used; the message says why."""
 
 
 def canonical_json(value) -> str:
@@ -76,24 +90,150 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def chunk_bytes(result: FilterResult) -> bytes:
   buffer = io.BytesIO()
-  np.savez(buffer, filters=np.asarray(result.filters, np.int64),
-           images=np.asarray(result.images, np.float32),
-           activations=np.asarray(result.activations, np.float32),
-           robustness=np.asarray(result.robustness, np.float32))
+  np.savez(buffer, **{key: np.asarray(value, CHUNK_DTYPES[key])
+                      for key, value in result._asdict().items()})
   return buffer.getvalue()
 
 
-class RunState:
-  """The resume state of one workdir; every method runs on process 0 only.
+def chunk_shapes(image_shape: Sequence[int], steps: int,
+                 images_per_filter: int = 1) -> dict[str, tuple[int, ...]]:
+  """Each chunk array's shape per filter: images `(H, W, C)`, activations `(steps + 1,)`,
+  robustness `()`, each with a leading `D` when filters have D > 1 images."""
+  per = (images_per_filter,) if images_per_filter > 1 else ()
+  return {"filters": (), "images": (*per, *(int(d) for d in image_shape)),
+          "activations": (*per, int(steps) + 1), "robustness": per}
 
-  Layer flow: `begin_layer` (which chunks are missing) → `save_chunk` per finished chunk →
-  `layer_result` (all chunks, in order) → the caller writes `WORKDIR/<layer>/` → `finish_layer`.
+
+def read_chunk(path: Path, filters: Sequence[int], shapes: dict[str, tuple[int, ...]]
+               ) -> FilterResult:
+  """The chunk in `path`, checked to hold exactly `filters` and, per filter, arrays of
+  `shapes` (`chunk_shapes`) with the dtypes `chunk_bytes` writes.
+
+  Only the structure is checked: NaN or infinite values are results like any other. Raises
+  `DamagedFile` naming the problem for a file that is unreadable or holds anything else.
+  """
+  try:
+    data = np.load(path, allow_pickle=False)
+  except Exception as e:  # Empty, truncated or foreign files raise many types; all mean damaged.
+    raise DamagedFile(f"unreadable: {type(e).__name__}: {e}") from None
+  if not isinstance(data, np.lib.npyio.NpzFile):
+    raise DamagedFile("not an .npz archive")
+  with data:
+    if sorted(data.files) != sorted(CHUNK_DTYPES):
+      raise DamagedFile(f"holds {sorted(data.files)}, not {sorted(CHUNK_DTYPES)}")
+    try:
+      arrays = {key: data[key] for key in CHUNK_DTYPES}
+    except Exception as e:
+      raise DamagedFile(f"unreadable: {type(e).__name__}: {e}") from None
+  n = len(filters)
+  expected = {key: (n, *shape) for key, shape in shapes.items()}
+  for key, array in arrays.items():
+    if array.dtype != CHUNK_DTYPES[key] or array.shape != tuple(expected[key]):
+      raise DamagedFile(f"{key} are {array.dtype} {array.shape}, expected "
+                        f"{CHUNK_DTYPES[key]} {tuple(expected[key])}")
+  if arrays["filters"].tolist() != [int(f) for f in filters]:
+    raise DamagedFile(f"holds filters {arrays['filters'].tolist()}, not {list(filters)}")
+  return FilterResult(**arrays)
+
+
+def read_json_file(path: Path, valid: Callable[[object], bool]):
+  """The JSON value in `path`, None when there is no such file; raises `DamagedFile` when it is
+  unreadable or `valid(value)` is false."""
+  try:
+    text = path.read_text()
+  except FileNotFoundError:
+    return None
+  except (OSError, UnicodeDecodeError) as e:
+    raise DamagedFile(f"unreadable: {e}") from None
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise DamagedFile(f"not JSON: {e}") from None
+  if not valid(value):
+    raise DamagedFile(f"unexpected content {text[:80]!r}")
+  return value
+
+
+def valid_plan(plan) -> bool:
+  """True for `{"filters": [int, …], "chunk_size": int > 0}`."""
+  def whole(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+  return (isinstance(plan, dict) and isinstance(plan.get("filters"), list)
+          and all(whole(f) for f in plan["filters"]) and whole(plan.get("chunk_size"))
+          and plan["chunk_size"] > 0)
+
+
+class RunState:
+  """The resume state of one workdir; every method but `release` and `abandon` (no-ops where
+  nothing was done) runs on process 0 only.
+
+  Run flow: `lock` → `check_config` → `start` → the layers → `release` (and `abandon` first
+  when the run fails). Layer flow: `begin_layer` (which chunks are missing) → `save_chunk` per
+  finished chunk → `layer_result` (all chunks, in order) → the caller writes
+  `WORKDIR/<layer>/` → `finish_layer`.
   """
 
-  def __init__(self, workdir: str | os.PathLike):
+  def __init__(self, workdir: str | os.PathLike, report: Callable[[str], None] | None = None):
+    """`report` prints a line about damaged files or waiting (default: progress on stderr)."""
     self.workdir = Path(workdir)
     self.root = self.workdir / STATE_DIR
-    self.saved = 0
+    self.report = report or Progress("resume")
+    self.created = False    # this run wrote the manifest
+    self.chunks_saved = 0   # chunk files this run saved
+    self.shapes: dict[str, dict[str, tuple[int, ...]]] = {}  # layer → chunk_shapes(…)
+    self._lock = None
+
+  # --- one run at a time -----------------------------------------------------------------------
+
+  @property
+  def lock_path(self) -> Path:
+    return self.root / LOCK_FILE
+
+  def lock(self, wait: bool = False) -> None:
+    """Locks the workdir for this run (`flock` on `.jaxviz/lock`, which names this process).
+
+    When another run holds it, raises a `JaxvizError` naming that process, or with `wait`
+    reports it and waits until it ends. The lock goes with `release` or with the process.
+    """
+    try:
+      self.root.mkdir(parents=True, exist_ok=True)
+      handle = open(self.lock_path, "a+")
+    except OSError as e:
+      raise JaxvizError(f"cannot create the lock file {self.lock_path}: {e.strerror or e}. "
+                        "Choose a writable --workdir.") from None
+    try:
+      if not try_flock(handle):
+        holder = describe_holder(handle)
+        if not wait:
+          raise JaxvizError(
+              f"workdir {str(self.workdir)!r} is in use by {holder}; two runs must not share a "
+              "workdir. Wait until that run ends (--wait waits for it), or choose another "
+              "--workdir.")
+        self.report(f"waiting for {holder} to finish with {self.workdir}")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+      handle.seek(0)
+      handle.truncate()
+      handle.write(json.dumps(holder_record()) + "\n")
+      handle.flush()
+    except BaseException:
+      handle.close()
+      raise
+    self._lock = handle
+
+  def release(self) -> None:
+    """Unlocks the workdir, if this run locked it."""
+    if self._lock is not None:
+      self._lock.truncate(0)
+      self._lock.close()
+      self._lock = None
+
+  def abandon(self) -> None:
+    """After a failed run: when this run started the workdir's run and saved no chunk, deletes
+    the state it wrote (the manifest above all), so that a corrected command is not taken
+    for "a different config"."""
+    if self.created and self.chunks_saved == 0:
+      self._clear()
+      self.created = False
 
   # --- the run manifest ----------------------------------------------------------------------
 
@@ -113,9 +253,21 @@ class RunState:
                         "to start over.") from None
     return manifest
 
+  def has_results(self) -> bool:
+    """True when some layer of the workdir's run has a chunk file or is done."""
+    return any(path.is_file() for pattern in ("*/chunk-*.npz", "*/done.json")
+               for path in self.root.glob(pattern))
+
+  def manifest_to_resume(self) -> dict | None:
+    """The manifest of the run to resume; None when there is none, or when that run saved
+    nothing (it failed or was killed before its first chunk): nothing to resume or to keep."""
+    if not self.manifest_path.exists() or not self.has_results():
+      return None
+    return self.read_manifest()
+
   def check_config(self, config) -> bool:
     """Refuses a workdir whose run used another config; True when there is a run to resume."""
-    manifest = self.read_manifest()
+    manifest = self.manifest_to_resume()
     if manifest is None:
       return False
     record = config_record(config)
@@ -131,9 +283,10 @@ class RunState:
   def start(self, config, weights_sha256: str) -> str:
     """Writes the manifest of a new run, or checks the weights of the run being resumed.
 
-    Returns "new" or "resumed".
+    Returns "new" or "resumed". A new run first deletes whatever state a run that saved
+    nothing left behind.
     """
-    manifest = self.read_manifest()
+    manifest = self.manifest_to_resume()
     if manifest is not None:
       self.check_config(config)
       if manifest.get("weights_sha256") != weights_sha256:
@@ -147,8 +300,22 @@ class RunState:
     manifest = {"format": FORMAT, "config": record,
                 "config_sha256": sha256_text(canonical_json(record)),
                 "weights_sha256": weights_sha256}
+    self._clear()
     atomic_write_bytes(self.manifest_path, (json.dumps(manifest, indent=1) + "\n").encode())
+    self.created = True
     return "new"
+
+  def _clear(self) -> None:
+    """Deletes the run state, all but the lock."""
+    if not self.root.is_dir():
+      return
+    for path in self.root.iterdir():
+      if path.name == LOCK_FILE:
+        continue
+      if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        path.unlink(missing_ok=True)
 
   # --- layers and chunks ---------------------------------------------------------------------
 
@@ -159,21 +326,27 @@ class RunState:
     return self.layer_dir(layer) / f"chunk-{index:05d}.npz"
 
   def begin_layer(self, layer: str, filters: Sequence[int], chunk_size: int,
-                  outputs: Sequence[str]) -> dict:
+                  outputs: Sequence[str], image_shape: Sequence[int], steps: int,
+                  images_per_filter: int = 1) -> dict:
     """Which chunks of `layer` remain to be computed.
 
     Returns `{"done": bool, "chunk_size": int, "todo": [chunk index, …]}`: `done` when the
     layer's outputs (`outputs`, file names in `WORKDIR/<layer>/`) are complete; otherwise the
     chunk size of the run being resumed (else `chunk_size`) and the chunks without a valid file.
+    A chunk file is valid when it holds its filters' arrays with the shapes of `chunk_shapes`;
+    damaged files are reported and deleted.
     """
     folder = self.layer_dir(layer)
     filters = [int(f) for f in filters]
-    if (folder / "done.json").exists() and all(
+    self.shapes[layer] = chunk_shapes(image_shape, steps, images_per_filter)
+    for path in folder.glob(".*.tmp"):  # left by a run killed while writing
+      path.unlink(missing_ok=True)
+    if self._read(folder / "done.json", lambda v: v == {"done": True}) and all(
         (self.workdir / layer / name).is_file() for name in outputs):
       self._drop_chunks(layer)
       return {"done": True, "chunk_size": chunk_size, "todo": []}
-    plan = self._read_json(folder / "plan.json")
-    if not plan or plan.get("filters") != filters or plan.get("chunk_size", 0) <= 0:
+    plan = self._read(folder / "plan.json", valid_plan)
+    if not plan or plan["filters"] != filters:
       shutil.rmtree(folder, ignore_errors=True)
       plan = {"filters": filters, "chunk_size": chunk_size}
       atomic_write_bytes(folder / "plan.json", (canonical_json(plan) + "\n").encode())
@@ -185,30 +358,21 @@ class RunState:
 
   def save_chunk(self, layer: str, index: int, result: FilterResult) -> None:
     atomic_write_bytes(self.chunk_path(layer, index), chunk_bytes(result))
-    self.saved += 1
-    limit = os.environ.get(CRASH_AFTER_CHUNKS_ENV)
-    if limit and self.saved >= int(limit):
-      os.kill(os.getpid(), signal.SIGKILL)
+    self.chunks_saved += 1
 
   def load_chunk(self, layer: str, index: int, filters: Sequence[int]) -> FilterResult | None:
-    """Chunk `index` if its file exists and holds exactly `filters`; None otherwise (a file
-    that does not match is deleted)."""
+    """Chunk `index` of `layer` (after `begin_layer`) if its file exists and holds exactly
+    `filters` with the layer's shapes; None otherwise. A file that does not is reported and
+    deleted, so its chunk is computed again."""
     path = self.chunk_path(layer, index)
     if not path.exists():
       return None
     try:
-      with np.load(path) as data:
-        result = FilterResult(data["filters"], data["images"], data["activations"],
-                              data["robustness"])
-      ok = (result.filters.tolist() == list(filters) and len(result.images) == len(filters)
-            and len(result.activations) == len(filters)
-            and len(result.robustness) == len(filters))
-    except (OSError, ValueError, KeyError):
-      ok = False
-    if not ok:
+      return read_chunk(path, filters, self.shapes[layer])
+    except DamagedFile as e:
+      self.report(f"damaged resume file {path} ({e}); computing its chunk again")
       path.unlink(missing_ok=True)
       return None
-    return result
 
   def layer_result(self, layer: str, filters: Sequence[int], chunk_size: int) -> FilterResult:
     """All chunks of the layer joined in request order: `[N]`, `[N, H, W, C]`, `[N, steps+1]`."""
@@ -217,7 +381,8 @@ class RunState:
       part = self.load_chunk(layer, i, chunk)
       if part is None:
         raise JaxvizError(f"chunk {i} of layer {layer!r} is missing from "
-                          f"{self.layer_dir(layer)}; rerun the same command to compute it.")
+                          f"{self.layer_dir(layer)} or damaged; rerun the same command to "
+                          "compute it.")
       parts.append(part)
     return FilterResult(*(np.concatenate([getattr(p, name) for p in parts])
                           for name in FilterResult._fields))
@@ -231,12 +396,46 @@ class RunState:
     for path in self.layer_dir(layer).glob("chunk-*.npz"):
       path.unlink(missing_ok=True)
 
-  @staticmethod
-  def _read_json(path: Path) -> dict | None:
+  def _read(self, path: Path, valid: Callable[[object], bool]):
+    """The JSON value in `path`; None when it is absent or damaged (reported and deleted)."""
     try:
-      return json.loads(path.read_text())
-    except (OSError, ValueError):
+      return read_json_file(path, valid)
+    except DamagedFile as e:
+      self.report(f"damaged resume file {path} ({e}); starting that part again")
+      path.unlink(missing_ok=True)
       return None
+
+
+def try_flock(handle) -> bool:
+  """Takes an exclusive `flock` on open file `handle` without waiting; False when another
+  process holds it. Where the filesystem has no locks, goes on unlocked."""
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return False
+  except OSError as e:
+    if e.errno in (errno.EAGAIN, errno.EACCES):
+      return False
+    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+      raise
+  return True
+
+
+def holder_record() -> dict:
+  """What the lock file says about the run holding it."""
+  return {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
+          "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def describe_holder(handle) -> str:
+  """`"process 4242 on host-a (jaxviz gallery …), running since …"` from the lock file."""
+  handle.seek(0)
+  try:
+    record = json.loads(handle.read())
+    return (f"process {record['pid']} on {record['host']} ({record['command']}), running since "
+            f"{record['since']}")
+  except (ValueError, KeyError, TypeError):
+    return "another process (it has not written its name into the lock file yet)"
 
 
 def plan_chunks(filters: Sequence[int], chunk_size: int) -> list[list[int]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +64,8 @@ def train(config: ml_collections.ConfigDict, progress: Progress | None = None) -
                       "use --config.model=lenet.")
   epochs, batch_size, learning_rate = check_hyperparameters(
       config.dataset, config.epochs, config.batch_size, config.learning_rate)
+  path = Path(config.checkpoint or default_weights_path(spec.name, config.dataset)).expanduser()
+  check_writable(path)
   data_dir = config.data_dir or None
   train_x, train_y = data.load_dataset(config.dataset, "train", data_dir)
   test_x, test_y = data.load_dataset(config.dataset, "test", data_dir)
@@ -99,7 +103,6 @@ def train(config: ml_collections.ConfigDict, progress: Progress | None = None) -
       "num_train": int(len(train_y)),
       "num_test": int(len(test_y)),
   }
-  path = Path(config.checkpoint or default_weights_path(spec.name, config.dataset)).expanduser()
   path = checkpoint.save(path, spec.name, state.params, metadata)
   progress(f"test accuracy {test_accuracy:.2%}, train accuracy {train_accuracy:.2%}; "
            f"wrote {path}")
@@ -114,6 +117,31 @@ def train_default(dataset: str, progress: Progress | None = None) -> Path:
   config.dataset = dataset
   config.checkpoint = ""
   return train(config, progress)
+
+
+def check_writable(path: Path) -> None:
+  """Refuses, before any training, a checkpoint path that cannot be written: a folder, one
+  under a file, or one in a folder this process cannot write (the folders are not created)."""
+  def refuse(problem: str):
+    raise JaxvizError(f"cannot write the checkpoint {str(path)!r}: {problem}. Choose another "
+                      "path with --config.checkpoint=PATH.msgpack.")
+
+  if path.is_dir():
+    refuse("it is a folder")
+  folder = path.parent
+  while not folder.exists() and folder != folder.parent:
+    folder = folder.parent
+  if not folder.is_dir():
+    refuse(f"{str(folder)!r} is not a folder")
+  if folder != path.parent:  # to be created: can this process create entries there?
+    if not os.access(folder, os.W_OK | os.X_OK):
+      refuse(f"no permission to create folders in {str(folder)!r}")
+    return
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    refuse(e.strerror or str(e))
 
 
 def check_hyperparameters(dataset: str, epochs, batch_size,

@@ -1,6 +1,7 @@
 """The CLI end to end on tiny configs, and every bad input the gallery command must refuse."""
 
 import json
+import re
 
 import jax
 import numpy as np
@@ -74,6 +75,9 @@ def test_layers_prints_a_summary(capsys):
     (["--config.size=64"], "takes 28×28 inputs only"),
     (["--config.stepz=5"], "unknown config key 'stepz'. Did you mean 'steps'"),
     (["--config.steps=many"], "config key 'steps' takes a int"),
+    (["--config.step_size=1e999"], "config key 'step_size' is inf; it must be a finite number"),
+    (["--config.exclude_border=7"], "exclude_border=7 leaves nothing of the 14×14 activation "
+     "map of 'conv2d_2'; use a value below 7"),
     (["--config.weights=/nonexistent/lenet.msgpack"], "does not exist"),
     (["--bogus"], "unrecognized argument '--bogus'"),
 ])
@@ -82,8 +86,7 @@ def test_bad_input_fails_cleanly(tmp_path, weights, capsys, overrides, message):
   args = [f"--config.weights={weights}"] + overrides
   assert gallery(workdir, *args) == 2
   err = capsys.readouterr().err
-  assert "error:" in err
-  import re
+  assert "error:" in err and "Traceback" not in err
   assert re.search(message, err), err
   assert not (workdir / "conv2d_2").exists()
 
@@ -111,3 +114,29 @@ def test_missing_default_weights_name_the_fix(tmp_path, capsys):
 def test_missing_workdir_is_refused(capsys):
   assert cli.main(["gallery"]) == 2
   assert "--workdir" in capsys.readouterr().err
+
+
+CONFIG_HEAD = "import ml_collections\nfrom jaxviz.configs import lenet_conv2d_2\n\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def get_config():\n  c = lenet_conv2d_2.get_config()\n  c.steps = (3\n  return c\n",
+     r"line 6, column 13: SyntaxError: '\(' was never closed: 'c.steps = \(3'"),
+    ("def get_config():\n  c = lenet_conv2d_2.get_config()\n  c.steps = helper()\n  return c\n"
+     "\n\ndef helper():\n  return 1 // 0\n",
+     r"line 11: ZeroDivisionError: integer division or modulo by zero"),
+    ("STEPS = int('many')\n", r"line 4: ValueError: invalid literal for int\(\)"),
+    ("def get_config():\n  return {'steps': 3}\n",
+     r"get_config\(\) returned a dict, not an ml_collections.ConfigDict"),
+    ("def get_config():\n  c = lenet_conv2d_2.get_config()\n  c.step_size = float('nan')\n"
+     "  return c\n", r"config key 'step_size' is nan; it must be a finite number"),
+])
+def test_config_file_errors_name_the_file_and_line(tmp_path, capsys, body, message):
+  path = tmp_path / "mine.py"
+  path.write_text(CONFIG_HEAD + body)
+  assert cli.main(["gallery", "--workdir", str(tmp_path / "out"), "--config", str(path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"jaxviz gallery: error: config file {str(path)!r}"), err
+  assert re.search(message, err), err
+  assert "Traceback" not in err
+  assert not (tmp_path / "out").exists()

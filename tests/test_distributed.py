@@ -8,8 +8,10 @@ file must equal the single-device run's byte for byte.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,6 @@ JOB = ["--config.layer=conv2d_1", "--config.filters=0-6", "--config.chunk_size=3
 def environment(tmp: Path, devices: int = 1) -> dict:
   env = dict(os.environ, JAXVIZ_CACHE=str(tmp / "cache"), JAX_PLATFORMS="cpu",
              PYTHONPATH=str(REPO))
-  env.pop("JAXVIZ_TEST_CRASH_AFTER_CHUNKS", None)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
   return env
 
@@ -131,3 +132,64 @@ def test_no_cluster_means_one_process(monkeypatch):
   assert distributed.launched_as_cluster()
   with pytest.raises(JaxvizError, match="distributed must be"):
     distributed.initialize("sometimes")
+
+
+def free_port() -> int:
+  """A loopback port nothing listens on (free when asked)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_alone(tmp: Path, process_id: int, port: int) -> tuple[subprocess.CompletedProcess, float]:
+  """Process `process_id` of 2 started alone with a 2 s start-up limit: (result, seconds)."""
+  start = time.monotonic()
+  done = gallery(tmp / "w", tmp / "none.msgpack", environment(tmp),
+                 f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                 f"--process_id={process_id}", "--init_timeout=2")
+  return done, time.monotonic() - start
+
+
+def test_an_unreachable_coordinator_stops_the_start_in_time(tmp_path):
+  port = free_port()
+  done, seconds = start_alone(tmp_path, 1, port)
+  assert done.returncode == 2, done.stderr
+  assert (f"error: cannot reach the coordinator at 127.0.0.1:{port} (process 0) within 2 s"
+          in done.stderr)
+  assert "--init_timeout" in done.stderr
+  assert "Traceback" not in done.stderr and "Check failure" not in done.stderr
+  assert seconds < 60
+  assert not (tmp_path / "w").exists()
+
+
+def test_partners_that_never_join_stop_process_0_in_time(tmp_path):
+  port = free_port()
+  done, seconds = start_alone(tmp_path, 0, port)
+  assert done.returncode == 2, done.stderr
+  assert (f"error: the multi-host runtime did not start within 2 s: not all 2 processes joined "
+          f"the coordinator at 127.0.0.1:{port}") in done.stderr
+  assert "Traceback" not in done.stderr and "Check failure" not in done.stderr
+  assert seconds < 60
+
+
+def test_waiting_for_the_coordinator_port():
+  with socket.socket() as server:
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    distributed.wait_for_coordinator(address, time.monotonic() + 5, 5)
+  with pytest.raises(JaxvizError, match=r"cannot reach the coordinator at 127\.0\.0\.1:\d+ "
+                     r"\(process 0\) within 0\.5 s"):
+    distributed.wait_for_coordinator(f"127.0.0.1:{free_port()}", time.monotonic() + 0.5, 0.5)
+
+
+def test_bad_start_up_settings_are_refused():
+  for timeout in (0, -1, float("nan"), float("inf")):
+    with pytest.raises(JaxvizError, match="init_timeout must be a number of seconds > 0"):
+      distributed.initialize("auto", timeout=timeout)
+  for address in ("127.0.0.1", "127.0.0.1:http", ":8476", "host:0"):
+    with pytest.raises(JaxvizError, match="coordinator_address must be HOST:PORT"):
+      distributed.initialize("on", coordinator_address=address, num_processes=2, process_id=1)
+  assert distributed.parse_address("[::1]:8476") == ("::1", 8476)
+  assert distributed.is_loopback("127.0.0.1") and distributed.is_loopback("::1")
+  assert not distributed.is_loopback("10.0.0.1") and not distributed.is_loopback("node-3")

@@ -16,7 +16,12 @@ def test_deprocess_clips():
   x = np.zeros((10, 10, 3))
   x[0, 0] = 1000.0
   out = gallery.deprocess(x)
-  assert out.max() == 255 and out.min() >= 0
+  # Mean 10 and std √(1000² · 3/300 − 10²) = √9900 ≈ 99.5: the bright pixel lands at
+  # 0.5 + 0.1 · 990/99.5 ≈ 1.495, clipped to 1 → 255; every other one at
+  # 0.5 − 0.1 · 10/99.5 ≈ 0.48995 → 124.9 → 124.
+  expected = np.full((10, 10, 3), 124, np.uint8)
+  expected[0, 0] = 255
+  np.testing.assert_array_equal(out, expected)
 
 
 def test_rank_orders_live_filters_and_marks_dead_ones():

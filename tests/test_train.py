@@ -91,13 +91,17 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(cache, monkeypatch, capsy
   config.epochs, config.batch_size = 2, 32
   path = train.train(config)
   assert path == loading.default_weights_path("lenet", "digits") == cache / path.name
-  _, metadata = checkpoint.load(path, SPEC)
+  params, metadata = checkpoint.load(path, SPEC)
   for key in ("dataset", "test_accuracy", "train_accuracy", "epochs", "seconds", "num_train",
               "num_test"):
     assert key in metadata
   assert metadata["dataset"] == "digits" and metadata["epochs"] == 2
   assert metadata["num_train"] == metadata["num_test"] == 96
-  assert 0.0 <= metadata["test_accuracy"] <= 1.0
+  # The recorded accuracy is the saved model's on the test images; training learned something.
+  test_images, test_labels = data.load_dataset("digits", "test")
+  assert metadata["test_accuracy"] == train.evaluate(train.make_predict(SPEC), params,
+                                                     test_images, test_labels)
+  assert metadata["train_accuracy"] > 0.3  # chance: 0.1 (0.56 with this seed, 6 steps)
   assert json.loads(path.with_suffix(".json").read_text())["test_accuracy"] == (
       metadata["test_accuracy"])
   assert loading.load_model("lenet").metadata["test_accuracy"] == metadata["test_accuracy"]
@@ -150,6 +154,21 @@ def test_bad_values_raise(field, value, message, monkeypatch):
   config[field] = value
   with pytest.raises(JaxvizError, match=message):
     train.train(config, progress=SILENT)
+
+
+def test_an_unwritable_checkpoint_path_is_refused_before_training(tmp_path, monkeypatch):
+  monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a folder")
+  for path, problem in ((blocker / "sub" / "lenet.msgpack", "a-file' is not a folder"),
+                        (blocker / "lenet.msgpack", "a-file' is not a folder"),
+                        (tmp_path, "it is a folder")):
+    config = load_config("train_lenet")
+    config.checkpoint = str(path)
+    with pytest.raises(JaxvizError, match=f"cannot write the checkpoint .*{problem}.*"
+                       "--config.checkpoint"):
+      train.train(config, progress=SILENT)
+  assert not (blocker.parent / "sub").exists()
 
 
 def test_bad_names_raise():

@@ -14,7 +14,6 @@ from typing import Literal, Union
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 ActivationName = Literal["relu", "softmax", "linear"]
 
@@ -133,7 +132,3 @@ def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(
       x, kernel, window_strides=(1, 1), padding="SAME",
       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def count_params(tree) -> int:
-  return int(sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
