@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The ascent.
   c.steps = 20               # gradient-ascent steps
   c.step_size = 1.0          # learning rate; pixel: grey levels (0–255) per step
+  c.schedule = "constant"    # the step size: constant, or cosine (down to a tenth at the end)
   c.optimizer = "sgd"        # any optax optimizer taking learning_rate: sgd, adam, rmsprop, …
   c.normalize_grad = True    # divide the gradient by sqrt(mean(g²)) + 1e-5, as the seeds do
   # The objective (jaxviz/objectives.py).

@@ -8,20 +8,19 @@ device and call, sized from each device's memory) that run on all local devices 
 host (see docs/scale.md and scripts/launch_*). Each chunk is saved as it finishes: rerunning the
 same command after a crash or preemption computes only what is missing.
 
-Expected time: roughly 4 224 × 20 steps of forward + backward to the layer at 128×128 px; a few
+Expected time: roughly 4 224 × 128 steps of forward + backward to the layer at 128×128 px; a few
 minutes on one modern accelerator, proportionally less on a pod slice; hours on a laptop CPU.
 """
 
-from jaxviz.configs import lenet_seed
+from jaxviz.configs import default
 
 
 def get_config():
-  c = lenet_seed.get_config()
+  c = default.get_config()
   c.model = "vgg16"
   c.layer = "conv"        # every conv layer, in order
   c.filters = "all"
-  c.size = 128            # the seeds' image size
-  c.steps = 20
+  c.size = 128
   c.chunk_size = 0        # filters per device and call; 0 = from the memory budget
   c.max_tiles = 0         # every live filter in the gallery
   c.margin = 5

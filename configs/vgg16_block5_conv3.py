@@ -1,18 +1,23 @@
-"""VGG16 `block5_conv3` gallery with the seeds' settings: 128×128 px, 20 steps, the first
-200 of its 512 filters, the best 64 on an 8×8 grid. Weights as in `vgg16_block5_conv1`.
+"""VGG16 `block5_conv3` gallery with the default preset: all filters at 128×128 px, the best 64 on
+an 8×8 grid.
 
+    jaxviz fetch-weights vgg16        # once: downloads and converts the Keras ImageNet weights
     jaxviz gallery --config vgg16_block5_conv3 --workdir runs/vgg16_block5_conv3
+    jaxviz gallery --config seed --workdir runs/seed_block5_conv3 --config.model=vgg16 \
+        --config.layer=block5_conv3 --config.size=128      # the seeds' method on the same layer
+
+Offline, convert a Keras VGG16 file of any layout (`jaxviz convert FILE vgg16.msgpack`) and
+pass `--config.weights=vgg16.msgpack`; a Keras file can also be passed directly.
 """
 
-from jaxviz.configs import lenet_seed
+from jaxviz.configs import default
 
 
 def get_config():
-  c = lenet_seed.get_config()
+  c = default.get_config()
   c.model = "vgg16"
   c.layer = "block5_conv3"
-  c.filters = "0-199"
+  c.filters = "all"
   c.max_tiles = 64
   c.size = 128
-  c.steps = 20
   return c

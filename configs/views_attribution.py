@@ -12,11 +12,11 @@ maps.npy (`[N, K, H, W, C]` gradients in the model's input space), attribution.j
 
 import ml_collections
 
-from jaxviz.configs import lenet_seed
+from jaxviz.configs import seed
 
 
 def get_config() -> ml_collections.ConfigDict:
-  base = lenet_seed.get_config()
+  base = seed.get_config()
   c = ml_collections.ConfigDict()
   c.model = base.model        # registered model name: lenet, vgg16
   c.weights = base.weights    # checkpoint or Keras file; "" = the model's default weights

@@ -10,11 +10,11 @@ labelled with class and probability), heatmaps.npy (`[N, K, H, W]` in [0, 1]), g
 
 import ml_collections
 
-from jaxviz.configs import lenet_seed
+from jaxviz.configs import seed
 
 
 def get_config() -> ml_collections.ConfigDict:
-  base = lenet_seed.get_config()
+  base = seed.get_config()
   c = ml_collections.ConfigDict()
   c.model = base.model        # registered model name: lenet, vgg16 (with its top)
   c.weights = base.weights    # checkpoint or Keras file; "" = the model's default weights

@@ -36,6 +36,8 @@ from jaxviz.models.spec import ModelSpec, Params
 LOOPS = ("unroll", "scan", "python")
 OBJECTIVES = ("channel", "neuron")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "lamb", "lion", "nadam", "radam")
+SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.1  # a cosine schedule ends at this fraction of the step size
 
 # The settings that are traced hyperparameters: other values of these compile nothing.
 HYPERPARAMETERS = ("step_size", "decay", "blur_sigma", "clip_norm_percentile",
@@ -50,6 +52,7 @@ class AscentSettings:
   """How images are optimized; the config fields of the same names (configs/seed.py)."""
   steps: int = 20
   step_size: float = 1.0
+  schedule: str = "constant"
   optimizer: str = "sgd"
   normalize_grad: bool = True
   init_noise: float = 20.0
@@ -101,6 +104,8 @@ class AscentSettings:
       raise JaxvizError(f"step_size must be > 0, got {self.step_size}")
     if self.loop not in LOOPS:
       raise unknown("loop", self.loop, LOOPS)
+    if self.schedule not in SCHEDULES:
+      raise unknown("schedule", self.schedule, SCHEDULES)
     if self.objective not in OBJECTIVES:
       raise unknown("objective", self.objective, OBJECTIVES)
     if self.parameterization not in param.KINDS:
@@ -140,13 +145,20 @@ class AscentSettings:
     make_optimizer(self.optimizer, self.step_size)
 
 
-def make_optimizer(name: str, learning_rate: float | jax.Array) -> optax.GradientTransformation:
-  """`optax.<name>` with its learning rate as an injected (traceable) hyperparameter."""
+def make_optimizer(name: str, learning_rate: float | jax.Array, schedule: str = "constant",
+                   steps: int = 1) -> optax.GradientTransformation:
+  """`optax.<name>` with its learning rate as an injected (traceable) hyperparameter: constant,
+  or along a cosine from `learning_rate` down to `COSINE_FLOOR` of it over `steps` steps."""
   factory = getattr(optax, name, None)
   if name not in OPTIMIZERS and not callable(factory):
     raise unknown("optimizer", name, OPTIMIZERS)
+  rate = learning_rate
+  if schedule == "cosine":
+    def rate(count):
+      done = jnp.minimum(count, steps) / max(steps, 1)
+      return learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + jnp.cos(jnp.pi * done)))
   try:
-    return optax.inject_hyperparams(factory)(learning_rate=learning_rate)
+    return optax.inject_hyperparams(factory)(learning_rate=rate)
   except TypeError:
     raise unknown("optimizer", name, OPTIMIZERS) from None
 
@@ -245,7 +257,7 @@ def step(a: Ascent, params: Params, v: jax.Array, opt_state, keys: jax.Array,
     return jnp.sum(followed), reported
 
   grads, activations = jax.grad(total, has_aux=True)(v)
-  optimizer = make_optimizer(a.settings.optimizer, hp["step_size"])
+  optimizer = _optimizer(a, hp)
   update = jax.vmap(jax.vmap(lambda v, g, s: _image_update(a, optimizer, v, g, s, step_index,
                                                            hp)))
   v, opt_state = update(v, grads, opt_state)
@@ -254,8 +266,12 @@ def step(a: Ascent, params: Params, v: jax.Array, opt_state, keys: jax.Array,
 
 def init_state(a: Ascent, v: jax.Array, hp: Hyperparameters):
   """The optimizer state of every image of `v` `[B, D, …]`."""
-  optimizer = make_optimizer(a.settings.optimizer, hp["step_size"])
-  return jax.vmap(jax.vmap(optimizer.init))(v)
+  return jax.vmap(jax.vmap(_optimizer(a, hp).init))(v)
+
+
+def _optimizer(a: Ascent, hp: Hyperparameters) -> optax.GradientTransformation:
+  s = a.settings
+  return make_optimizer(s.optimizer, hp["step_size"], s.schedule, s.steps)
 
 
 def _image_update(a: Ascent, optimizer, v, g, opt_state, step_index, hp):

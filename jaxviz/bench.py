@@ -221,14 +221,15 @@ def time_job_fresh(job: Mapping) -> dict:
 # --- the seed method -------------------------------------------------------------------------
 
 def seed_gradient(model: Model, layer: str):
-  """The seeds' compiled function: image `[1, H, W, C]`, filter k → (loss, normalized gradient).
+  """The seeds' compiled function: pixels `[1, H, W, C]` (0–255 scale), filter k → (loss,
+  normalized gradient with respect to the pixels).
 
   The loss is the mean of channel k of the full layer output, as Keras computes it.
   """
-  module = model.spec.module
+  module, spec = model.spec.module, model.spec
 
-  def loss(params, x, k):
-    y = module.apply({"params": params}, x, upto=layer)
+  def loss(params, pixels, k):
+    y = module.apply({"params": params}, spec.pixels_to_input(pixels), upto=layer)
     return jnp.mean(jnp.take(y, k, axis=-1))
 
   def iterate(params, x, k):
@@ -240,17 +241,18 @@ def seed_gradient(model: Model, layer: str):
 
 def seed_start(spec: ModelSpec, f: int, shape: tuple[int, int, int], init_noise: float,
                seed: int = 0) -> np.ndarray:
-  """Filter f's start `[H, W, C]` float32: grey 128 plus uniform noise of width `init_noise`
-  pixels (NumPy, seeded by `(seed, f)`), preprocessed for the model."""
+  """Filter f's start `[H, W, C]` float32 pixels (0–255 scale): grey 128 plus uniform noise of
+  width `init_noise` (NumPy, seeded by `(seed, f)`)."""
   noise = np.random.default_rng((seed, f)).random(shape)
-  return np.asarray(spec.preprocess(128.0 + (noise - 0.5) * init_noise), np.float32)
+  return np.asarray(128.0 + (noise - 0.5) * init_noise, np.float32)
 
 
 def seed_method(model: Model, layer: str, filters: Sequence[int], *, steps: int, size: int,
                 step_size: float = 1.0, init_noise: float = 20.0, seed: int = 0,
                 iterate=None) -> np.ndarray:
   """The seed algorithm, one filter at a time: grey 128 plus noise, then `steps` times
-  `x += step_size * normalized_grad` in NumPy. Returns the images `[N, H, W, C]`.
+  `pixels += step_size * normalized_grad` in NumPy. Returns the images `[N, H, W, C]` in the
+  model's input space.
 
   `iterate` is a `seed_gradient(model, layer)` to reuse (and so not compile again).
   """
@@ -263,7 +265,7 @@ def seed_method(model: Model, layer: str, filters: Sequence[int], *, steps: int,
       loss_value, grads_value = iterate(x, np.int32(f))
       x += np.asarray(grads_value) * step_size
     images.append(x[0])
-  return np.stack(images)
+  return np.asarray(model.spec.preprocess(np.stack(images)), np.float32)
 
 
 def time_seed_method(model: Model, job: Mapping, count: int) -> float:

@@ -9,8 +9,9 @@ A weight is a number or `Hyper(name)`, a hyperparameter read from the traced `hp
 (the images, and the model's activations computed once per layer) and gives two values per
 image `[D]`: the one whose gradient is followed, and the true one that is reported. They differ
 only in ReLU rescue: a post-ReLU unit whose map is zero everywhere has no gradient, so until
-some of it turns positive its pre-activation mean is followed instead (Lucid's redirected ReLU,
-applied at the target). The reported activation is the first unit term's true value, unweighted.
+some of it turns positive the peak of its pre-activation map is followed instead (in the spirit
+of Lucid's redirected ReLU, applied at the target: it lifts the place closest to firing). The
+reported activation is the first unit term's true value, unweighted.
 
 Terms never mix filters: a filter's value depends on its own images only, so summing over a
 batch and taking one gradient gives each image its own gradient.
@@ -194,11 +195,21 @@ def _spatial_mean(y: jax.Array, border: int, layer: str) -> jax.Array:
   return jnp.mean(y[:, border:y.shape[1] - border, border:y.shape[2] - border], axis=(1, 2))
 
 
+def relu_follows(spec: ModelSpec, layer: str) -> bool:
+  """True when `layer`'s output goes through a ReLU: fused (VGG16's convs) or the next layer
+  (LeNet's `conv2d_2` → `activation_2`)."""
+  if getattr(spec.layer(layer), "activation", None) == "relu":
+    return True
+  following = spec.layers[spec.layer_names.index(layer) + 1:][:1]
+  return bool(following) and isinstance(following[0], L.Activation) and \
+      following[0].activation == "relu"
+
+
 def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue: bool,
                channel_only: bool, reduce: Callable[[jax.Array], jax.Array]) -> Term:
-  """A unit of `layer` reduced to one value per image; with ReLU rescue where it applies."""
-  target = spec.layer(layer)
-  relu = getattr(target, "activation", None) == "relu" and not before_relu
+  """A unit of `layer` reduced to one value per image, after the ReLU that follows it (unless
+  `before_relu`); with ReLU rescue where it applies."""
+  relu = relu_follows(spec, layer) and not before_relu
   output = "pre_activation" if (before_relu or relu) else "activation"
 
   def fn(probe):
@@ -209,20 +220,21 @@ def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue
     true = reduce(jax.nn.relu(y) if relu else y)
     if not (relu and rescue):
       return true, true
-    alive = jnp.max(y, axis=(1, 2)) > 0
-    return jnp.where(alive, true, reduce(y)), true
+    peak = jnp.max(y, axis=(1, 2))
+    return jnp.where(peak > 0, true, peak), true
 
   return Term(name, fn, unit=True)
 
 
 def channel(spec: ModelSpec, layer: str, *, before_relu: bool = False, exclude_border: int = 0,
             rescue: bool = True, channel_only: bool = True) -> Objective:
-  """Mean activation of filter k's map over the image (or dense unit k itself).
+  """Mean activation of filter k's map over the image (or dense unit k itself), after the ReLU
+  that follows the layer, fused or not: for LeNet's `conv2d_2` that is `activation_2`'s channel.
 
   Args:
-    before_relu: for a layer with a fused ReLU, its input instead of its output.
+    before_relu: the map before that ReLU instead.
     exclude_border: activation pixels left out at each edge (they see padded input).
-    rescue: follow the pre-activation while the post-ReLU map is zero everywhere.
+    rescue: follow the pre-activation map's peak while the post-ReLU map is zero everywhere.
     channel_only: evaluate only channel k of a conv target (same value, less work).
   """
   if exclude_border < 0:

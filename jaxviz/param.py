@@ -97,7 +97,8 @@ def _traced_logit(p: jax.Array) -> jax.Array:
 def spectrum_scale(h: int, w: int, decay_power: float) -> np.ndarray:
   """`[H, W//2 + 1]` the factor each rfft2 coefficient is multiplied by: `1 / max(f,
   1/max(H, W)) ** decay_power` with f the frequency's magnitude in cycles per pixel, times
-  `sqrt(H·W)` so the orthonormal inverse FFT gives unit-scale pixels."""
+  `sqrt(H·W)`, so that after the inverse FFT (which divides by H·W) a unit step in every
+  coefficient moves pixels as much as a unit step in pixel space would: the FFT is unitary."""
   fy = np.fft.fftfreq(h)[:, None]
   fx = np.fft.rfftfreq(w)[None, :]
   freqs = np.sqrt(fx * fx + fy * fy)
@@ -124,7 +125,7 @@ def fourier(shape: tuple[int, int, int], decay_power: float = 1.0, decorrelate: 
 
   def to_pixels(v):
     coefficients = (v[..., 0] + 1j * v[..., 1]) * scale
-    image = jnp.fft.irfft2(coefficients, s=(h, w), norm="ortho")  # [C, H, W]
+    image = jnp.fft.irfft2(coefficients, s=(h, w))  # [C, H, W]
     image = jnp.moveaxis(image, 0, -1) / FOURIER_MAGIC
     if mix is not None:
       image = image @ jnp.asarray(mix)
@@ -135,7 +136,7 @@ def fourier(shape: tuple[int, int, int], decay_power: float = 1.0, decorrelate: 
     if mix is not None:
       image = image @ jnp.asarray(np.linalg.inv(mix))
     image = jnp.moveaxis(image * FOURIER_MAGIC, -1, 0)
-    coefficients = jnp.fft.rfft2(image, s=(h, w), norm="ortho") / scale
+    coefficients = jnp.fft.rfft2(image, s=(h, w)) / scale
     return jnp.stack([coefficients.real, coefficients.imag], axis=-1).astype(jnp.float32)
 
   return Parameterization("fourier", init, to_pixels, from_pixels, pixel_space=False)

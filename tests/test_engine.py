@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxviz import transforms
 from jaxviz.engine import AscentSettings, FilterEngine, parse_filters
 from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
@@ -154,3 +155,56 @@ def test_bad_settings_are_refused(lenet, bad, match):
 def test_unknown_layer_lists_the_valid_ones(lenet):
   with pytest.raises(JaxvizError, match="unknown layer.*'conv2d_3'.*Valid: conv2d_1, "):
     FilterEngine(lenet, "conv2d_3")
+
+
+@pytest.fixture(scope="module")
+def small_vgg():
+  spec = get_spec("vgg16")
+  return Model(spec, spec.init_params(jax.random.key(1), size=32))
+
+
+LUCID_LIKE = dict(parameterization="fourier", optimizer="adam", step_size=0.05,
+                  normalize_grad=False, jitter=0.06, scale=0.1, rotate=10.0, steps=3)
+
+
+@pytest.mark.parametrize("kwargs", [
+    LUCID_LIKE,
+    dict(LUCID_LIKE, decorrelate=False, pad=0.1, decay=0.01),
+    dict(steps=3, bounded=True, optimizer="adam", step_size=5.0, tv_weight=0.5, l1_weight=0.1),
+    dict(steps=3, jitter=0.1, objective="neuron", before_relu=True),
+])
+def test_every_parameterization_keeps_the_contract_on_rgb(small_vgg, kwargs):
+  engine = FilterEngine(small_vgg, "block2_conv1", AscentSettings(**kwargs), size=32)
+  everything = engine.run("0-5", seed=2)
+  for k in (0, 4):
+    alone = engine.run([k], seed=2)
+    np.testing.assert_allclose(alone.images[0], everything.images[k], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(alone.activations[0], everything.activations[k], rtol=1e-5,
+                               atol=1e-6)
+  assert engine.traces == 2  # the chunk of 6 and the chunk of 1
+  assert np.all(np.isfinite(everything.robustness))
+
+
+def test_diversity_gives_several_distinct_images_per_filter(lenet):
+  settings = AscentSettings(steps=4, diversity=3, diversity_weight=1.0, jitter=0.05)
+  engine = FilterEngine(lenet, "conv2d_2", settings)
+  result = engine.run("0-3", seed=1)
+  assert result.images.shape == (4, 3, 28, 28, 1)
+  assert result.activations.shape == (4, 3, 5) and result.robustness.shape == (4, 3)
+  assert result.final_activations.shape == (4,)
+  assert not np.allclose(result.images[:, 0], result.images[:, 1])
+  alone = engine.run([2], seed=1)
+  np.testing.assert_allclose(alone.images[0], result.images[2], rtol=1e-5, atol=1e-5)
+
+
+def test_robustness_is_the_held_out_mean_over_the_activation(lenet):
+  result = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=5)).run("3,9")
+  held_out = transforms.robustness_transform()
+  for row, f in enumerate((3, 9)):
+    moved = [held_out(jax.random.fold_in(jax.random.key(transforms.ROBUSTNESS_SEED), i),
+                      jnp.asarray(result.images[row])) for i in range(16)]
+    maps = lenet.features(jnp.stack(moved), "conv2d_2")[..., f]
+    expected = float(jnp.mean(maps)) / result.activations[row, -1]
+    assert float(result.robustness[row]) == pytest.approx(expected, rel=1e-4)
+  none = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=1, robustness_samples=0)).run("0")
+  assert np.isnan(none.robustness[0])

@@ -55,7 +55,7 @@ def test_colour_decorrelation_uses_the_normalized_matrix():
   v = np.zeros((3, 4, 3, 2), np.float32)
   v[0, 0, 0, 0] = 1.0  # a constant in the first decorrelated channel
   pixels = np.asarray(p.to_pixels(jnp.asarray(v)))[0, 0]
-  value = 1.0 * np.sqrt(16) / 4 / param.FOURIER_MAGIC  # the constant after the inverse FFT
+  value = np.sqrt(16) / 16 / param.FOURIER_MAGIC  # the constant after the inverse FFT
   expected = 255 / (1 + np.exp(-(np.array([value, 0, 0]) @ m.T)))
   np.testing.assert_allclose(pixels, expected, rtol=1e-5)
 

@@ -62,9 +62,9 @@ class ModelSpec:
     raise unknown(f"layer of model {self.name!r}", name, self.layer_names)
 
   def input_shape_for(self, size: int | None) -> tuple[int, int, int]:
-    """`(H, W, C)` for a square input of `size` pixels (None: the default size)."""
+    """`(H, W, C)` for a square input of `size` pixels (None or 0: the default size)."""
     h, w, c = self.input_shape
-    if size is None or (size == h and size == w):
+    if not size or (size == h and size == w):
       return (h, w, c)
     if self.fixed_input_size:
       raise JaxvizError(

@@ -112,15 +112,16 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   result = classes_lib.maximize_classes(
       model, config.classes, settings, passes=config.passes, seed=config.seed, size=size,
       chunk_size=config.chunk_size, progress=progress)
-  shown = _deprocessed(model, result.images)
+  bounded = settings.parameterization != "pixel" or settings.bounded
+  shown = _deprocessed(model, result.images, bounded)
   reread = _logits(model, model.spec.preprocess(shown.astype(np.float32))).argmax(-1)
   labels = ([f"{c}->{p}" for c, p in zip(result.classes, result.predicted)]
             if config.labels else None)
   first_labels = [str(c) for c in result.classes] if config.labels else None
   files = {
       "classes.png": _tile_grid(shown, config.margin, labels),
-      "first_pass.png": _tile_grid(_deprocessed(model, result.first_pass), config.margin,
-                                   first_labels),
+      "first_pass.png": _tile_grid(_deprocessed(model, result.first_pass, bounded),
+                                   config.margin, first_labels),
       "images.npy": result.images, "logits.npy": result.logits,
       "activations.npy": result.activations,
       "classes.json": [
@@ -265,9 +266,11 @@ def _logits(model: Model, x: np.ndarray) -> np.ndarray:
   return np.asarray(model.features(x, model.spec.logits_layer, output="pre_activation"))
 
 
-def _deprocessed(model: Model, images: np.ndarray) -> np.ndarray:
-  """Optimized images `[N, H, W, C]` → the seeds' display `[N, H, W, C]` uint8."""
-  return np.stack([gallery.deprocess(x) for x in model.spec.to_display(images)])
+def _deprocessed(model: Model, images: np.ndarray, bounded: bool = False) -> np.ndarray:
+  """Optimized images `[N, H, W, C]` → `[N, H, W, C]` uint8: their true pixels when the
+  parameterization keeps them in range (`bounded`), else the seeds' normalized display."""
+  show = gallery.true_pixels if bounded else gallery.deprocess
+  return np.stack([show(x) for x in model.spec.to_display(images)])
 
 
 def _caption(batch: images_lib.ImageBatch, i: int) -> str:
