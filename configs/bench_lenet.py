@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer = "sgd"        # optax optimizer
   c.normalize_grad = True    # the seeds' gradient normalization
   c.init_noise = 20.0        # start: grey 128 plus uniform noise of this width, in pixels
+  c.follow_relu = False      # the seeds' objective: the layer's output as Keras reports it
   # The engine.
   c.chunk_size = 0           # filters per compiled batch; 0 = the engine chooses (as `run` does)
   # Every other engine setting (loop, channel_only, …, regularizers off) at the engine's own

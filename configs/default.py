@@ -27,4 +27,5 @@ def get_config():
   c.jitter = 0.08
   c.scale = 0.15
   c.rotate = 15.0
+  c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer
   return c

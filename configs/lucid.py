@@ -21,4 +21,5 @@ def get_config():
   c.jitter = 0.09            # (8 + 4) / 128 of the side
   c.scale = 0.1
   c.rotate = 10.0
+  c.follow_relu = True
   return c

@@ -63,6 +63,7 @@ class AscentSettings:
   objective: str = "channel"
   exclude_border: int = 0
   before_relu: bool = False
+  follow_relu: bool = True
   rescue: bool = True
   decay: float = 0.0
   blur_sigma: float = 0.0
@@ -184,7 +185,7 @@ def default_objective(spec: ModelSpec, layer: str, s: AscentSettings) -> objecti
   unit = objectives.channel if s.objective == "channel" else objectives.neuron
   kwargs = dict(exclude_border=s.exclude_border) if s.objective == "channel" else {}
   objective = unit(spec, layer, before_relu=s.before_relu, rescue=s.rescue,
-                   channel_only=s.channel_only, **kwargs)
+                   channel_only=s.channel_only, follow_relu=s.follow_relu, **kwargs)
   for name, penalty in (("l1_weight", objectives.l1), ("l2_weight", objectives.l2),
                         ("tv_weight", objectives.total_variation)):
     if getattr(s, name) > 0:
@@ -325,14 +326,16 @@ def evaluate(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, hp: Hy
   held_out = transforms.robustness_transform()
   base = jax.random.key(transforms.ROBUSTNESS_SEED)
 
-  def one_sample(i):
+  def add_sample(total, i):
     key = jax.random.fold_in(base, i)
     moved = jax.vmap(jax.vmap(lambda x: held_out(key, x)))(images)
-    return jax.vmap(_unit_activation, in_axes=(None, None, 0, 0, None))(a, params, moved,
+    value = jax.vmap(_unit_activation, in_axes=(None, None, 0, 0, None))(a, params, moved,
                                                                           filters, hp)
+    return total + value, None
 
-  moved_activation = jnp.mean(jax.lax.map(one_sample, jnp.arange(samples)), axis=0)
-  return images, activation, moved_activation / activation
+  # A running sum in a fixed order: the same bits however the program is partitioned.
+  total, _ = jax.lax.scan(add_sample, jnp.zeros_like(activation), jnp.arange(samples))
+  return images, activation, (total / samples) / activation
 
 
 def _unit_activation(a: Ascent, params: Params, x: jax.Array, unit: jax.Array,

@@ -55,6 +55,7 @@ def _gallery(args, config):
   out = job.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
+    print(f"{out.name}: {job.layer_summary(out)}")
 
 
 def _gallery_arguments(parser):

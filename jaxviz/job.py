@@ -190,6 +190,11 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
   return folder
 
 
+def layer_summary(folder: Path) -> str:
+  """`"49/50 live, median robustness 0.92"` from a finished layer folder's filters.json."""
+  return gallery.summary_line(json.loads((folder / "filters.json").read_text()))
+
+
 def write_layer(folder: Path, model: Model, result: FilterResult,
                 config: ml_collections.ConfigDict) -> Path:
   """Writes one layer's outputs into a hidden folder, then renames it to `folder`; returns

@@ -206,10 +206,13 @@ def relu_follows(spec: ModelSpec, layer: str) -> bool:
 
 
 def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue: bool,
-               channel_only: bool, reduce: Callable[[jax.Array], jax.Array]) -> Term:
-  """A unit of `layer` reduced to one value per image, after the ReLU that follows it (unless
-  `before_relu`); with ReLU rescue where it applies."""
-  relu = relu_follows(spec, layer) and not before_relu
+               channel_only: bool, reduce: Callable[[jax.Array], jax.Array],
+               follow_relu: bool = True) -> Term:
+  """A unit of `layer` reduced to one value per image, after its fused ReLU and (with
+  `follow_relu`) a ReLU layer right after it, unless `before_relu`; with ReLU rescue where it
+  applies."""
+  fused = getattr(spec.layer(layer), "activation", None) == "relu"
+  relu = (fused or (follow_relu and relu_follows(spec, layer))) and not before_relu
   output = "pre_activation" if (before_relu or relu) else "activation"
 
   def fn(probe):
@@ -227,12 +230,15 @@ def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue
 
 
 def channel(spec: ModelSpec, layer: str, *, before_relu: bool = False, exclude_border: int = 0,
-            rescue: bool = True, channel_only: bool = True) -> Objective:
+            rescue: bool = True, channel_only: bool = True, follow_relu: bool = True
+            ) -> Objective:
   """Mean activation of filter k's map over the image (or dense unit k itself), after the ReLU
   that follows the layer, fused or not: for LeNet's `conv2d_2` that is `activation_2`'s channel.
 
   Args:
     before_relu: the map before that ReLU instead.
+    follow_relu: False leaves out a ReLU *layer* after the target (the layer's output as Keras
+      reports it, as the seeds maximize it); a fused ReLU is part of the output either way.
     exclude_border: activation pixels left out at each edge (they see padded input).
     rescue: follow the pre-activation map's peak while the post-ReLU map is zero everywhere.
     channel_only: evaluate only channel k of a conv target (same value, less work).
@@ -240,16 +246,16 @@ def channel(spec: ModelSpec, layer: str, *, before_relu: bool = False, exclude_b
   if exclude_border < 0:
     raise JaxvizError(f"exclude_border must be ≥ 0, got {exclude_border}")
   return _single(_unit_term(f"channel({layer})", spec, layer, before_relu, rescue, channel_only,
-                            lambda y: _spatial_mean(y, exclude_border, layer)))
+                            lambda y: _spatial_mean(y, exclude_border, layer), follow_relu))
 
 
 def neuron(spec: ModelSpec, layer: str, *, before_relu: bool = False, rescue: bool = True,
-           channel_only: bool = True) -> Objective:
-  """Filter k's activation at the centre of its map."""
+           channel_only: bool = True, follow_relu: bool = True) -> Objective:
+  """Filter k's activation at the centre of its map (ReLUs as in `channel`)."""
   def centre(y):
     return y[:, y.shape[1] // 2, y.shape[2] // 2]
   return _single(_unit_term(f"neuron({layer})", spec, layer, before_relu, rescue, channel_only,
-                            centre))
+                            centre, follow_relu))
 
 
 def class_logit(spec: ModelSpec, layer: str | None = None) -> Objective:

@@ -78,10 +78,11 @@ def sample_affine(image: jax.Array, matrix: jax.Array) -> jax.Array:
   h, w, c = image.shape
   rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - (h - 1) / 2,
                             jnp.arange(w, dtype=jnp.float32) - (w - 1) / 2, indexing="ij")
-  points = jnp.stack([rows.ravel(), cols.ravel(), jnp.ones(h * w)])
-  source = matrix[:2] @ points
-  r = source[0] + (h - 1) / 2
-  q = source[1] + (w - 1) / 2
+  rows, cols = rows.ravel(), cols.ravel()
+  # Written out rather than as a dot product, so every placement of the computation (one
+  # device or many) rounds the same way.
+  r = matrix[0, 0] * rows + matrix[0, 1] * cols + matrix[0, 2] + (h - 1) / 2
+  q = matrix[1, 0] * rows + matrix[1, 1] * cols + matrix[1, 2] + (w - 1) / 2
   r0, q0 = jnp.floor(r), jnp.floor(q)
   fr, fq = r - r0, q - q0
   padded = jnp.pad(image, ((1, 1), (1, 1), (0, 0))).reshape(-1, c)
@@ -97,6 +98,11 @@ def sample_affine(image: jax.Array, matrix: jax.Array) -> jax.Array:
   return out.reshape(h, w, c)
 
 
+def _compose(a: jax.Array, b: jax.Array) -> jax.Array:
+  """`a @ b` for 3×3 matrices, summed in a fixed order (see `sample_affine`)."""
+  return a[:, 0:1] * b[0:1, :] + a[:, 1:2] * b[1:2, :] + a[:, 2:3] * b[2:3, :]
+
+
 def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, Hyper],
                                                          jax.Array]:
   """One function `(key, image, hp) → image` applying `transforms` in order; consecutive affine
@@ -109,7 +115,7 @@ def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, 
     for k, t in zip(keys, transforms):
       if t.affine is not None:
         m = t.affine(k, hp, image.shape[:2])
-        matrix = m if matrix is None else matrix @ m
+        matrix = m if matrix is None else _compose(matrix, m)
         continue
       if matrix is not None:
         image, matrix = sample_affine(image, matrix), None

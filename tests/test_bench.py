@@ -49,7 +49,7 @@ def test_seed_method_does_the_engines_work():
   images = bench.seed_method(model, "conv2d_2", [3, 7], steps=3, size=28)
   start = spec.preprocess(np.stack([bench.seed_start(spec, f, (28, 28, 1), 20.0)
                                     for f in (3, 7)]))
-  engine = FilterEngine(model, "conv2d_2", AscentSettings(steps=3))
+  engine = FilterEngine(model, "conv2d_2", AscentSettings(steps=3, follow_relu=False))
   result = engine.run([3, 7], start_images=start)
   np.testing.assert_allclose(images, result.images, rtol=1e-4, atol=1e-4)
 

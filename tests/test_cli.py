@@ -35,9 +35,13 @@ def test_gallery_end_to_end(tmp_path, weights, capsys):
       ["gallery.png", "filters.json", "images.npy", "activations.npy", "config.json"])
   records = json.loads((out / "filters.json").read_text())
   assert [r["filter"] for r in records] == [0, 1, 2, 3, 4, 5, 9]
-  assert set(records[0]) == {"filter", "activation", "dead", "rank"}
+  assert set(records[0]) == {"filter", "activation", "robustness", "dead", "rank", "preset"}
   live = [r for r in records if not r["dead"]]
   assert sorted(r["rank"] for r in live) == list(range(len(live)))
+  assert {r["preset"] for r in records} == {"default"}
+  assert all(isinstance(r["robustness"], float) for r in live)
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  assert last.startswith(f"conv2d_2: {len(live)}/7 live"), last
   images = np.load(out / "images.npy")
   assert images.shape == (7, 28, 28, 1) and images.dtype == np.float32
   from PIL import Image
@@ -71,7 +75,7 @@ def test_layers_prints_a_summary(capsys):
     (["--config.layer=conv2d_3"], "unknown layer.*'conv2d_3'.*conv2d_1, activation_1"),
     (["--config.filters=50"], "filter index 50 is out of range.*50 filters"),
     (["--config.steps=0"], "steps must be"),
-    (["--config.size=0"], "size must be"),
+    (["--config.size=-1"], "size must be"),
     (["--config.size=64"], "takes 28×28 inputs only"),
     (["--config.stepz=5"], "unknown config key 'stepz'. Did you mean 'steps'"),
     (["--config.steps=many"], "config key 'steps' takes a int"),

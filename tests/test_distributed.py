@@ -7,6 +7,7 @@ file must equal the single-device run's byte for byte.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxviz import chunking, distributed, job
@@ -25,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("images.npy", "activations.npy", "filters.json", "gallery.png", "config.json")
 # 7 filters in chunks of 3: the last chunk is short and padded; 3 chunks on 8 devices leave 5 idle.
 JOB = ["--config.layer=conv2d_1", "--config.filters=0-6", "--config.chunk_size=3",
-       "--config.steps=2", "--config.jitter=1"]
+       "--config.steps=2", "--config.jitter=0.05"]
 
 
 def environment(tmp: Path, devices: int = 1) -> dict:
@@ -42,7 +44,18 @@ def gallery(workdir: Path, weights: Path, env: dict, *extra: str) -> subprocess.
 
 
 def assert_same_outputs(a: Path, b: Path) -> None:
+  """Every output byte for byte, except robustness in filters.json: a ratio of means over
+  transformed images, whose last float32 bit may differ with how XLA fuses the resampling on
+  one device or many; it is compared to 1e-6."""
   for name in OUTPUTS:
+    if name == "filters.json":
+      first, second = (json.loads((folder / name).read_text()) for folder in (a, b))
+      strip = lambda records: [{k: v for k, v in r.items() if k != "robustness"}
+                               for r in records]
+      assert strip(first) == strip(second), "filters.json differs"
+      np.testing.assert_allclose([r["robustness"] or 0.0 for r in first],
+                                 [r["robustness"] or 0.0 for r in second], rtol=1e-6)
+      continue
     assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
 
 
@@ -85,10 +98,12 @@ def test_two_processes_equal_one_process(single):
   assert done.returncode == 0, done.stderr
   assert "2 processes × 2 cpu devices" in done.stderr
   # Both processes' Gloo start-up lines ("[Gloo] Rank 0 is connected to 1 peer ranks. …") share
-  # the pipe and may interleave mid-line; every other line must be process 0's path, once.
+  # the pipe and may interleave mid-line; every other line must be process 0's path and its
+  # summary, once.
   printed = [line for line in done.stdout.splitlines() if line.strip() and not
              any(gloo in line for gloo in ("[Gloo]", "is connected to", "peer ranks"))]
-  assert printed == [str(tmp / "two" / "conv2d_1")]  # by process 0 only
+  assert printed[:1] == [str(tmp / "two" / "conv2d_1")]  # by process 0 only
+  assert len(printed) == 2 and printed[1].startswith("conv2d_1: ") and " live" in printed[1]
   assert_same_outputs(reference, tmp / "two" / "conv2d_1")
 
 

@@ -203,7 +203,7 @@ def test_robustness_is_the_held_out_mean_over_the_activation(lenet):
   for row, f in enumerate((3, 9)):
     moved = [held_out(jax.random.fold_in(jax.random.key(transforms.ROBUSTNESS_SEED), i),
                       jnp.asarray(result.images[row])) for i in range(16)]
-    maps = lenet.features(jnp.stack(moved), "conv2d_2")[..., f]
+    maps = lenet.features(jnp.stack(moved), "activation_2")[..., f]  # after conv2d_2's ReLU
     expected = float(jnp.mean(maps)) / result.activations[row, -1]
     assert float(result.robustness[row]) == pytest.approx(expected, rel=1e-4)
   none = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=1, robustness_samples=0)).run("0")

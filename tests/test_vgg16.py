@@ -139,7 +139,8 @@ def test_default_weights_missing_names_the_fix(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_shipped_configs_load(name):
   config = load_config(name)
-  assert config.model == "vgg16" and config.size == 128 and config.steps == 20
+  assert config.model == "vgg16" and config.size == 128 and config.preset == "default"
+  assert config.filters == "all" and config.parameterization == "fourier"
   spec = get_spec(config.model)
   assert isinstance(spec.layer(config.layer), L.Conv)
   assert spec.input_shape_for(config.size) == (128, 128, 3)
