@@ -28,4 +28,5 @@ def get_config():
   c.scale = 0.15
   c.rotate = 15.0
   c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer
+  c.rescue = True            # a map that is zero everywhere follows its pre-ReLU peak
   return c

@@ -22,4 +22,5 @@ def get_config():
   c.scale = 0.1
   c.rotate = 10.0
   c.follow_relu = True
+  c.rescue = True
   return c

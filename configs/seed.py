@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.before_relu = False      # maximize the map before its ReLU (fused or the next layer)
   c.follow_relu = False      # count a ReLU layer after the target (LeNet conv2d_2 → activation_2);
                              # the seeds maximize the layer's output as Keras reports it
-  c.rescue = True            # follow the pre-ReLU mean while a post-ReLU map is all zero
+  c.rescue = False           # follow the pre-ReLU peak while a post-ReLU map is all zero
   c.l1_weight = 0.0          # penalties on (pixel − neutral) / 255, subtracted with these weights
   c.l2_weight = 0.0
   c.tv_weight = 0.0          # total variation
