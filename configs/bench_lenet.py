@@ -36,6 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.normalize_grad = True    # the seeds' gradient normalization
   c.init_noise = 20.0        # start: grey 128 plus uniform noise of this width, in pixels
   c.follow_relu = False      # the seeds' objective: the layer's output as Keras reports it
+  c.rescue = False           # ... with the plain ReLU gradient
+  c.robustness_samples = 0   # the seed method measures no robustness: neither does the job
   # The engine.
   c.chunk_size = 0           # filters per compiled batch; 0 = the engine chooses (as `run` does)
   # Every other engine setting (loop, channel_only, …, regularizers off) at the engine's own
