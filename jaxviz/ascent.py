@@ -139,8 +139,8 @@ class AscentSettings:
       blocked = [n for n in ("blur_sigma", "clip_norm_percentile",
                              "clip_contribution_percentile") if getattr(self, n) > 0]
       if blocked:
-        raise JaxvizError(f"{', '.join(blocked)} act on pixel variables; with "
-                          f"parameterization={self.parameterization!r}"
+        raise JaxvizError(f"{', '.join(blocked)}: these regularizers act on pixel "
+                          f"variables; with parameterization={self.parameterization!r}"
                           f"{' (bounded)' if self.bounded else ''} use the penalties "
                           "(tv_weight, l1_weight, l2_weight) or transforms instead")
     make_optimizer(self.optimizer, self.step_size)
@@ -153,11 +153,11 @@ def make_optimizer(name: str, learning_rate: float | jax.Array, schedule: str = 
   factory = getattr(optax, name, None)
   if name not in OPTIMIZERS and not callable(factory):
     raise unknown("optimizer", name, OPTIMIZERS)
-  rate = learning_rate
-  if schedule == "cosine":
-    def rate(count):
-      done = jnp.minimum(count, steps) / max(steps, 1)
-      return learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + jnp.cos(jnp.pi * done)))
+  def cosine(count):
+    done = jnp.minimum(count, steps) / max(steps, 1)
+    return learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + jnp.cos(jnp.pi * done)))
+
+  rate = cosine if schedule == "cosine" else learning_rate
   try:
     return optax.inject_hyperparams(factory)(learning_rate=rate)
   except TypeError:

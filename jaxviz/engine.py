@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxviz import ascent, chunking, objectives
-from jaxviz.ascent import AscentSettings, make_optimizer  # noqa: F401  (public re-exports)
+from jaxviz.ascent import AscentSettings
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import Model
 from jaxviz.progress import SILENT, Progress
