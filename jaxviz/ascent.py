@@ -89,6 +89,12 @@ class AscentSettings:
     names = [f.name for f in dataclasses.fields(cls)]
     return cls(**{n: config[n] for n in names if n in config})
 
+  @property
+  def pixels_in_range(self) -> bool:
+    """True when the parameterization keeps pixels in 0–255 (a sigmoid), so images can be shown
+    as they are; pixel-space regularizers need the unbounded pixel parameterization."""
+    return self.parameterization != "pixel" or self.bounded
+
   def hyperparameters(self) -> dict[str, np.ndarray]:
     """The traced values: `{name: float32 scalar}` for every name in `HYPERPARAMETERS`."""
     return {name: np.float32(getattr(self, name)) for name in HYPERPARAMETERS}
@@ -135,7 +141,7 @@ class AscentSettings:
       raise JaxvizError(f"diversity (images per filter) must be in 1..64, got {self.diversity}")
     if not 0 <= self.robustness_samples <= 256:
       raise JaxvizError(f"robustness_samples must be in 0..256, got {self.robustness_samples}")
-    if self.parameterization != "pixel" or self.bounded:
+    if self.pixels_in_range:
       blocked = [n for n in ("blur_sigma", "clip_norm_percentile",
                              "clip_contribution_percentile") if getattr(self, n) > 0]
       if blocked:

@@ -52,7 +52,7 @@ def chunk_size_for(config: ml_collections.ConfigDict, spec: ModelSpec, layer: st
   `config.memory_budget_mb` holds (that device's memory by default), capped on CPU. It depends
   on the kind of device, never on how many there are, so neither do the images.
   """
-  return chunking.resolve_chunk_size(spec, layer, spec.input_shape_for(config.size or None), count,
+  return chunking.resolve_chunk_size(spec, layer, spec.input_shape_for(config.size), count,
                                      config.chunk_size, config.get("memory_budget_mb", 0))
 
 
@@ -75,25 +75,17 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
   layers = resolve_layers(spec, config.layer)
   if config.size < 0:
     raise JaxvizError(f"size must be ≥ 1 pixel (or 0 for the model's own), got {config.size}")
-  spec.input_shape_for(config.size or None)
+  spec.input_shape_for(config.size)
   settings = AscentSettings.from_config(config)
   settings.validate()
   for layer in layers:
     count = len(parse_filters(config.filters, objectives.num_filters(spec, layer)))
     chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
-    check_exclude_border(spec, layer, config.size, config.get("exclude_border", 0))
+    objectives.check_exclude_border(spec.output_shape(layer, config.size), layer=layer,
+                                    border=config.get("exclude_border", 0))
   if config.max_tiles < 0 or config.margin < 0:
     raise JaxvizError("max_tiles and margin must be ≥ 0")
   return spec, layers, settings
-
-
-def check_exclude_border(spec: ModelSpec, layer: str, size: int, border: int) -> None:
-  """Refuses an `exclude_border` that leaves nothing of `layer`'s activation map."""
-  shape = spec.output_shape(layer, size)
-  if border and len(shape) == 3 and 2 * border >= min(shape[:2]):
-    raise JaxvizError(f"exclude_border={border} leaves nothing of the {shape[0]}×{shape[1]} "
-                      f"activation map of {layer!r}; use a value below "
-                      f"{(min(shape[:2]) + 1) // 2}")
 
 
 def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -148,7 +140,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
               config: ml_collections.ConfigDict, state: RunState,
               progress: Callable[[str], None]) -> Path:
   """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
-  engine = FilterEngine(model, layer, settings, config.size or None)
+  engine = FilterEngine(model, layer, settings, config.size)
   indices = parse_filters(config.filters, engine.num_filters)
   folder = state.workdir / layer
 
@@ -201,10 +193,9 @@ def write_layer(folder: Path, model: Model, result: FilterResult,
   the filters.json records."""
   records = gallery.filter_records(result.filters, result.final_activations,
                                    result.filter_robustness, config.get("preset", ""))
-  bounded = config.get("parameterization", "pixel") != "pixel" or config.get("bounded", False)
   picture = gallery.render(model.spec.to_display(result.images), records,
                            max_tiles=config.max_tiles, margin=config.margin, labels=config.labels,
-                           normalize=not bounded)
+                           normalize=not AscentSettings.from_config(config).pixels_in_range)
   staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
   staging.chmod(0o755)
   try:

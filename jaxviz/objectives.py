@@ -187,11 +187,17 @@ def _single(term: Term) -> Objective:
 
 # --- unit terms: what a filter is -----------------------------------------------------------
 
+def check_exclude_border(map_shape: tuple[int, ...], border: int, layer: str) -> None:
+  """Refuses an `exclude_border` that leaves nothing of `layer`'s `(h, w, …)` activation map."""
+  if border and len(map_shape) >= 2 and 2 * border >= min(map_shape[:2]):
+    raise JaxvizError(f"exclude_border={border} leaves nothing of the {map_shape[0]}×"
+                      f"{map_shape[1]} activation map of {layer!r}; use a value below "
+                      f"{(min(map_shape[:2]) + 1) // 2}")
+
+
 def _spatial_mean(y: jax.Array, border: int, layer: str) -> jax.Array:
   """`[D, h, w]` → `[D]`, leaving out `border` activation pixels at each edge."""
-  if border and 2 * border >= min(y.shape[1:3]):
-    raise JaxvizError(f"exclude_border={border} leaves nothing of the {y.shape[1]}×{y.shape[2]} "
-                      f"activation map of {layer!r}; use a value below {min(y.shape[1:3]) // 2}")
+  check_exclude_border(y.shape[1:3], border, layer)
   return jnp.mean(y[:, border:y.shape[1] - border, border:y.shape[2] - border], axis=(1, 2))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from jaxviz import gallery
+from jaxviz.ascent import AscentSettings
 from jaxviz.models import get_spec
 
 
@@ -28,8 +29,8 @@ def main() -> None:
   config = json.loads((args.folder / "config.json").read_text())
   images = np.load(args.folder / "images.npy")
   display = get_spec(config["model"]).to_display(images)
-  bounded = config.get("parameterization", "pixel") != "pixel" or config.get("bounded", False)
-  show = gallery.true_pixels if bounded else gallery.deprocess
+  in_range = AscentSettings.from_config(config).pixels_in_range
+  show = gallery.true_pixels if in_range else gallery.deprocess
   grid = gallery.stitch(np.stack([show(x) for x in display]), margin=2)
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   picture = picture.resize((picture.width * args.scale, picture.height * args.scale),

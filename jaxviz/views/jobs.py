@@ -112,7 +112,7 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   result = classes_lib.maximize_classes(
       model, config.classes, settings, passes=config.passes, seed=config.seed, size=size,
       chunk_size=config.chunk_size, progress=progress)
-  bounded = settings.parameterization != "pixel" or settings.bounded
+  bounded = settings.pixels_in_range
   shown = _deprocessed(model, result.images, bounded)
   reread = _logits(model, model.spec.preprocess(shown.astype(np.float32))).argmax(-1)
   labels = ([f"{c}->{p}" for c, p in zip(result.classes, result.predicted)]
