@@ -23,7 +23,7 @@ import numpy as np
 from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult, parse_filters
 from jaxviz.errors import JaxvizError
-from jaxviz.loading import load_model
+from jaxviz.provision import load_or_train
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
@@ -122,8 +122,8 @@ def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: P
   resuming = distributed.on_leader(open_workdir)
   distributed.check_agreement("config", canonical_json(config_record(config)))
   progress(f"loading {spec.name} weights")
-  model = distributed.on_every_process(lambda: load_model(
-      config.model, config.weights or None, dataset=config.dataset, train_if_missing=True))
+  model = distributed.on_every_process(lambda: load_or_train(
+      config.model, config.weights or None, dataset=config.dataset))
   weights = weights_digest(model.params)
   distributed.check_agreement("weights", weights)
   distributed.on_leader(lambda: state.start(config, weights))

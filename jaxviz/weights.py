@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from jaxviz.errors import JaxvizError
-from jaxviz.loading import cache_dir, default_weights_path
+from jaxviz.cache import cache_dir, default_weights_path
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -64,7 +64,7 @@ def fetch(model: str = "vgg16", top: bool = False, *, source: KerasWeights | Non
     timeout: seconds to wait for the server before giving up.
     force: convert again even when the checkpoint exists.
 
-  Returns the checkpoint path, `jaxviz.loading.default_weights_path(model, top=top)`, which
+  Returns the checkpoint path, `jaxviz.cache.default_weights_path(model, top=top)`, which
   `jaxviz.load_model(model)` reads by default.
   """
   if source is None:

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxviz import checkpoint, data, loading, train
+from jaxviz import cache as cache_lib, checkpoint, data, loading, train
 from jaxviz.config import load_config
 from jaxviz.errors import JaxvizError
 from jaxviz.models import get_spec
@@ -90,7 +90,7 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(cache, monkeypatch, capsy
   config = load_config("train_lenet")
   config.epochs, config.batch_size = 2, 32
   path = train.train(config)
-  assert path == loading.default_weights_path("lenet", "digits") == cache / path.name
+  assert path == cache_lib.default_weights_path("lenet", "digits") == cache / path.name
   params, metadata = checkpoint.load(path, SPEC)
   for key in ("dataset", "test_accuracy", "train_accuracy", "epochs", "seconds", "num_train",
               "num_test"):

@@ -12,7 +12,7 @@ import jaxviz
 from jaxviz import checkpoint
 from jaxviz.config import load_config
 from jaxviz.errors import JaxvizError
-from jaxviz.loading import spec_for_layers
+from jaxviz.models import spec_for_layers
 from jaxviz.models import Model, get_spec
 from jaxviz.models import layers as L
 from jaxviz.models.vgg16 import VGG16, VGG16_TOP, preprocess, to_display, variant

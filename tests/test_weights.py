@@ -15,7 +15,7 @@ import pytest
 import jaxviz
 from jaxviz import cli, weights
 from jaxviz.errors import JaxvizError
-from jaxviz.loading import default_weights_path
+from jaxviz.cache import default_weights_path
 from jaxviz.models.vgg16 import VGG16
 from keras_layouts import spec_layers, write_keras2_weights
 

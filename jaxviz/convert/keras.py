@@ -54,8 +54,7 @@ import numpy as np
 
 from jaxviz import checkpoint
 from jaxviz.errors import JaxvizError
-from jaxviz.loading import spec_for_layers
-from jaxviz.models import MODELS, ModelSpec, get_spec
+from jaxviz.models import MODELS, ModelSpec, get_spec, spec_for_layers
 from jaxviz.models.spec import Params
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -133,7 +132,7 @@ def read(path: str | os.PathLike, spec: ModelSpec) -> Converted:
   """Reads the weights of model `spec` from a Keras file of any layout.
 
   For VGG16 the variant comes from the file: with the top when it holds `fc1`, `fc2` and
-  `predictions`, else without (see `jaxviz.loading.spec_for_layers`). A file holding more than
+  `predictions`, else without (see `jaxviz.models.spec_for_layers`). A file holding more than
   VGG16 gives the VGG16 in it (see the module docstring); `Converted.mapping` says how.
 
   Raises `JaxvizError` naming the file when it is not HDF5 or zip, is truncated or damaged,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jaxviz.errors import unknown
 from jaxviz.models.lenet import LENET
 from jaxviz.models.spec import LayerSummary, Model, ModelSpec, format_summary
+from jaxviz.models import vgg16
 from jaxviz.models.vgg16 import VGG16
 
 MODELS: dict[str, ModelSpec] = {
@@ -21,4 +22,17 @@ def get_spec(name: str) -> ModelSpec:
     raise unknown("model", name, sorted(MODELS)) from None
 
 
-__all__ = ["MODELS", "LayerSummary", "Model", "ModelSpec", "format_summary", "get_spec"]
+def spec_for_layers(spec: ModelSpec, layer_names) -> ModelSpec:
+  """The variant of `spec` whose weighted layers are `layer_names`.
+
+  VGG16 comes with or without its classifier top, both named "vgg16": weights holding `fc1`,
+  `fc2` or `predictions` get the spec with the top (224×224 input, 1000 classes), others the
+  convolutional base (any input size). Other models have one variant: `spec` itself.
+  """
+  if spec.name == "vgg16":
+    return vgg16.variant(layer_names)
+  return spec
+
+
+__all__ = ["MODELS", "LayerSummary", "Model", "ModelSpec", "format_summary", "get_spec",
+           "spec_for_layers"]

@@ -27,7 +27,7 @@ from jaxviz import gallery, images as images_lib
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.job import prepare_workdir, replace_dir, resolve_layers
-from jaxviz.loading import load_model
+from jaxviz.provision import load_or_train
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import Progress
@@ -218,8 +218,7 @@ def run_attribution(config: ml_collections.ConfigDict, workdir: str | os.PathLik
 
 def _load(config: ml_collections.ConfigDict, progress: Progress) -> Model:
   progress(f"loading {config.model} weights")
-  return load_model(config.model, config.weights or None, dataset=config.dataset,
-                    train_if_missing=True)
+  return load_or_train(config.model, config.weights or None, dataset=config.dataset)
 
 
 def _early(config: ml_collections.ConfigDict, check) -> None:
