@@ -51,6 +51,7 @@ from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
 from jaxviz.models.spec import ModelSpec, Params
 from jaxviz.progress import SILENT, Progress
+from jaxviz.ranges import split_names
 
 # The keys every record has, at least.
 KEYS = ("model", "layer", "filters", "steps", "size", "seconds_cold", "seconds_warm",
@@ -284,7 +285,7 @@ def time_seed_method(model: Model, job: Mapping, count: int) -> float:
 
 def jobs_from_config(config: Mapping) -> list[dict]:
   """One job per layer of `config.layer` ("a" or "a,b,c"); the remaining fields are shared."""
-  layers = [name.strip() for name in str(config["layer"]).split(",") if name.strip()]
+  layers = split_names(str(config["layer"]))
   if not layers:
     raise JaxvizError("no layer given: set --config.layer=NAME (or a comma list)")
   base = {k: config[k] for k in config.keys() if k not in MEASUREMENT_FIELDS}

@@ -26,7 +26,7 @@ from jaxviz.ascent import AscentSettings
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import Model
 from jaxviz.progress import SILENT, Progress
-from jaxviz.ranges import parse_ranges
+from jaxviz.ranges import parse_indices
 
 
 class FilterResult(NamedTuple):
@@ -57,28 +57,6 @@ class FilterResult(NamedTuple):
     if self.robustness is None:
       return np.full(len(self.filters), np.nan, np.float32)
     return self.robustness if self.robustness.ndim == 1 else self.robustness.mean(axis=1)
-
-
-def parse_filters(value: str | Sequence[int], count: int) -> list[int]:
-  """`"all"` → `[0, …, count-1]`; `"0,3,10-12"` or `[0, 3]` → those indices, checked."""
-  if isinstance(value, str):
-    text = value.strip()
-    if text == "all":
-      return list(range(count))
-    try:
-      indices = parse_ranges(text)
-    except ValueError:
-      raise JaxvizError(f"filters must be 'all' or indices like '0,3,10-19'; "
-                        f"got {value!r}") from None
-  else:
-    indices = [int(i) for i in value]
-  if not indices:
-    raise JaxvizError("no filters requested")
-  bad = [i for i in indices if not 0 <= i < count]
-  if bad:
-    raise JaxvizError(f"filter index {bad[0]} is out of range: the layer has {count} filters "
-                      f"(0–{count - 1})")
-  return indices
 
 
 class FilterEngine:
@@ -205,7 +183,7 @@ class FilterEngine:
       settings: other values of the traced hyperparameters (`ascent.HYPERPARAMETERS`) than the
         engine's; the same pieces must be switched on. Compiles nothing new.
     """
-    indices = parse_filters(filters, self.num_filters)
+    indices = parse_indices(filters, self.num_filters)
     expected = (len(indices), *self.image_shape)
     if start_images is not None and np.shape(start_images)[:1] + np.shape(start_images)[-3:] != \
         expected:

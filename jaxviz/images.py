@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import ModelSpec
-from jaxviz.ranges import parse_ranges
+from jaxviz.ranges import parse_indices
 
 DATASETS = ("digits", "mnist")
 
@@ -66,7 +66,7 @@ def load_images(source: str | Sequence[str], spec: ModelSpec, size: int | None =
       labels.append(None)
     else:
       images, targets = _dataset(dataset, data_dir)
-      for i in parse_indices(indices, len(images), entry):
+      for i in example_indices(indices, len(images), entry):
         names.append(f"{dataset}:{i}")
         pixels.append(fit(images[i] * 255.0, shape))
         labels.append(int(targets[i]))
@@ -109,20 +109,15 @@ def parse_dataset_entry(entry: str) -> tuple[str | None, str]:
   return None, entry
 
 
-def parse_indices(text: str, count: int, entry: str) -> list[int]:
-  """`"0,3,10-12"` → `[0, 3, 10, 11, 12]`, each checked against `count` examples."""
-  try:
-    indices = parse_ranges(text)
-  except ValueError:
-    raise JaxvizError(f"bad image entry {entry!r}: write dataset examples as "
-                      f"'digits:0,3,10-19'") from None
-  if not indices:
+def example_indices(text: str, count: int, entry: str) -> list[int]:
+  """`"0,3,10-12"` → `[0, 3, 10, 11, 12]`, each checked against the split's `count` examples."""
+  if not text.strip():
     raise JaxvizError(f"bad image entry {entry!r}: no example indices after the colon")
-  bad = [i for i in indices if not 0 <= i < count]
-  if bad:
-    raise JaxvizError(f"bad image entry {entry!r}: example {bad[0]} does not exist; the "
-                      f"test split has {count} (0–{count - 1})")
-  return indices
+  try:
+    return parse_indices(text, count, name="examples", unit="example", owner="the test split",
+                         example="digits:0,3,10-19")
+  except JaxvizError as e:
+    raise JaxvizError(f"bad image entry {entry!r}: {e}") from None
 
 
 def check_files(source: str | Sequence[str]) -> None:

@@ -21,12 +21,13 @@ import ml_collections
 import numpy as np
 
 from jaxviz import chunking, distributed, gallery, objectives
-from jaxviz.engine import AscentSettings, FilterEngine, FilterResult, parse_filters
+from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
 from jaxviz.provision import load_or_train
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
+from jaxviz.ranges import parse_indices, split_names
 from jaxviz.resume import RunState, config_record, canonical_json, plan_chunks, weights_digest
 
 OUTPUT_FILES = ("gallery.png", "filters.json", "images.npy", "activations.npy", "config.json")
@@ -36,7 +37,7 @@ def resolve_layers(spec: ModelSpec, layer: str) -> list[str]:
   """`"conv2d_2"` → `["conv2d_2"]`; `"a,b"` → both; `"conv"` → every conv layer of the model."""
   if layer.strip() == "conv":
     return spec.conv_layer_names
-  names = [name.strip() for name in layer.split(",") if name.strip()]
+  names = split_names(layer)
   if not names:
     raise JaxvizError(f"no layer given; valid: {', '.join(spec.layer_names)}")
   for name in names:
@@ -79,7 +80,7 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
   settings = AscentSettings.from_config(config)
   settings.validate()
   for layer in layers:
-    count = len(parse_filters(config.filters, objectives.num_filters(spec, layer)))
+    count = len(parse_indices(config.filters, objectives.num_filters(spec, layer)))
     chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
     objectives.check_exclude_border(spec.output_shape(layer, config.size), layer=layer,
                                     border=config.get("exclude_border", 0))
@@ -141,7 +142,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
               progress: Callable[[str], None]) -> Path:
   """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
   engine = FilterEngine(model, layer, settings, config.size)
-  indices = parse_filters(config.filters, engine.num_filters)
+  indices = parse_indices(config.filters, engine.num_filters)
   folder = state.workdir / layer
 
   def begin():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxviz import transforms
-from jaxviz.engine import AscentSettings, FilterEngine, parse_filters
+from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
 from jaxviz.models import layers as L
@@ -128,16 +128,6 @@ def test_dense_layer_units_are_filters(lenet):
   result = FilterEngine(lenet, "dense_2", AscentSettings(steps=3)).run()
   assert result.images.shape == (10, 28, 28, 1)
   assert np.all(result.activations[:, -1] > result.activations[:, 0])
-
-
-def test_parse_filters():
-  assert parse_filters("all", 4) == [0, 1, 2, 3]
-  assert parse_filters("0, 2,5-7", 10) == [0, 2, 5, 6, 7]
-  assert parse_filters([3, 1], 4) == [3, 1]
-  with pytest.raises(JaxvizError, match="filter index 50 is out of range.*50 filters"):
-    parse_filters("49,50", 50)
-  with pytest.raises(JaxvizError, match="indices like"):
-    parse_filters("first", 50)
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -115,7 +115,7 @@ def test_attribution(tmp_path, weights, method):
     ("classes", ["--config.classes=10"], "class index 10 is out of range"),
     ("attribution", ["--config.method=lrp"], "unknown attribution method 'lrp'"),
     ("attribution", ["--config.layer=conv2d_2", "--config.filters=50"], "out of range"),
-    ("gradcam", ["--config.images=digits:99999"], "example 99999 does not exist"),
+    ("gradcam", ["--config.images=digits:99999"], "example index 99999 is out of range"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, weights, capsys, command, overrides, message):
   assert run(command, tmp_path / "out", weights, *overrides) == 2

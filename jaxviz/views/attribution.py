@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxviz import objectives
-from jaxviz.engine import parse_filters
+from jaxviz.ranges import parse_indices
 from jaxviz.errors import unknown
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
@@ -91,7 +91,7 @@ def targets(spec: ModelSpec, classes: str | Sequence[int] | None, top_k: int,
   else class logits (given classes, or `ranked`: each image's `top_k` predictions)."""
   if layer:
     spec.layer(layer)
-    wanted = np.asarray(parse_filters(filters, objectives.num_filters(spec, layer)), np.int32)
+    wanted = np.asarray(parse_indices(filters, objectives.num_filters(spec, layer)), np.int32)
     return layer, "activation", wanted, False
   wanted, ranked = class_targets(spec, classes, top_k)
   return spec.logits_layer, "pre_activation", wanted, ranked

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz.engine import AscentSettings, FilterEngine, parse_filters
+from jaxviz.engine import AscentSettings, FilterEngine
+from jaxviz.ranges import parse_indices
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
@@ -66,19 +67,8 @@ def require_top(spec: ModelSpec) -> str:
 def parse_classes(spec: ModelSpec, classes: str | Sequence[int]) -> list[int]:
   """`"all"`, `"0,3,7-9"` or a list → class indices, checked against the model's classes."""
   require_top(spec)
-  count = spec.num_classes
-  if isinstance(classes, str) and classes.strip() == "all":
-    return list(range(count))
-  try:
-    indices = parse_filters(classes, 1 << 62)  # the syntax; the range is checked below
-  except JaxvizError:
-    raise JaxvizError(f"classes must be 'all' or indices like '0,3,7-9'; got {classes!r}") \
-        from None
-  bad = [i for i in indices if not 0 <= i < count]
-  if bad:
-    raise JaxvizError(f"class index {bad[0]} is out of range: the model has {count} classes "
-                      f"(0–{count - 1})")
-  return indices
+  return parse_indices(classes, spec.num_classes, name="classes", unit="class",
+                       owner="the model", example="0,3,7-9")
 
 
 def class_targets(spec: ModelSpec, classes: str | Sequence[int] | None,

@@ -20,6 +20,7 @@ from jaxviz import gallery
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
+from jaxviz.ranges import split_names
 from jaxviz.views import render
 
 
@@ -45,8 +46,7 @@ def resolve_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[
   have spatial outputs `[N, H', W', C]`."""
   if layers is None or (isinstance(layers, str) and not layers.strip()):
     return block_layers(spec)
-  names = layers.split(",") if isinstance(layers, str) else list(layers)
-  names = [n.strip() for n in names if n.strip()]
+  names = split_names(layers)
   for name in names:
     spec.layer(name)
   order = spec.layer_names

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxviz import gallery
-from jaxviz.engine import parse_filters
+from jaxviz.ranges import parse_indices
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
@@ -57,7 +57,7 @@ def check_request(spec: ModelSpec, layer: str | None,
   if not isinstance(target, L.Conv):
     raise JaxvizError(f"layer {layer!r} is not a conv layer; weights are shown for conv "
                       f"layers: {', '.join(spec.conv_layer_names)}")
-  return layer, parse_filters(filters, target.features)
+  return layer, parse_indices(filters, target.features)
 
 
 def filter_weights(model: Model, layer: str | None = None,
