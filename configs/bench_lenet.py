@@ -3,7 +3,7 @@ gradient; random He-normal weights (time does not depend on the weights' values)
 
     jaxviz bench                                  # this config is the default
     jaxviz bench --json                           # one JSON line per job instead of the table
-    jaxviz bench --config.filters=20 --config.steps=50
+    jaxviz bench --config.num_filters=20 --config.steps=50
 
 About a minute on 2 CPU cores: the matmul peak, the fresh process (compile included), the warm
 runs and the seed method.
@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The job.
   c.model = "lenet"          # registered model name: lenet, vgg16
   c.layer = "conv2d_2"       # layer name; a comma list ("a,b,c") benchmarks each in turn
-  c.filters = 50             # the first this many filters of the layer; 0 = all of them
+  c.num_filters = 50         # the first this many filters of the layer; 0 = all of them
   c.steps = 20               # gradient-ascent steps
   c.size = 28                # image side in pixels (LeNet takes 28 only)
   c.seed = 0                 # images' random start, and the random weights

@@ -1,7 +1,7 @@
 """Benchmark: VGG16 `block1_conv2` (random He-normal weights), 16 filters, 64×64 px, 20 steps.
 
     jaxviz bench --config bench_vgg16_block1_conv2
-    jaxviz bench --config bench_vgg16_block1_conv2 --config.filters=64 --config.size=128
+    jaxviz bench --config bench_vgg16_block1_conv2 --config.num_filters=64 --config.size=128
 """
 
 from jaxviz.configs import bench_vgg16

@@ -2,7 +2,7 @@
 
     jaxviz bench                                     # LeNet conv2d_2 (configs/bench_lenet.py)
     jaxviz bench --config bench_vgg16 --json         # three VGG16 jobs, one JSON line each
-    jaxviz bench --config bench_vgg16_block3_conv1 --config.filters=64
+    jaxviz bench --config bench_vgg16_block3_conv1 --config.num_filters=64
 
 For every job (one per layer in `config.layer`):
 
@@ -61,7 +61,7 @@ KEYS = ("model", "layer", "filters", "steps", "size", "seconds_cold", "seconds_w
 
 # Config fields every job needs. A job is the whole config (engine settings included) but
 # MEASUREMENT_FIELDS, which only this process uses; the fresh process gets the job as JSON.
-JOB_FIELDS = ("model", "layer", "filters", "steps", "size", "seed", "random_weights", "weights",
+JOB_FIELDS = ("model", "layer", "num_filters", "steps", "size", "seed", "random_weights", "weights",
               "dataset", "chunk_size", "repeats", "compilation_cache")
 MEASUREMENT_FIELDS = ("peak_size", "peak_trials", "baseline_filters", "fresh_process")
 
@@ -101,11 +101,11 @@ def make_model(job: Mapping) -> Model:
 
 
 def filter_indices(job: Mapping, num_filters: int) -> list[int]:
-  """The first `job["filters"]` filters (0 = all of the layer's), checked."""
-  n = job["filters"] or num_filters
-  if not 0 < n <= num_filters:
-    raise JaxvizError(f"filters must be 1–{num_filters} for {job['layer']!r} (0 = all), "
-                      f"got {job['filters']}")
+  """The first `job["num_filters"]` filters (0 = all of the layer's), checked."""
+  n = job["num_filters"] or num_filters
+  if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= num_filters:
+    raise JaxvizError(f"num_filters must be 1–{num_filters} for {job['layer']!r} (0 = all), "
+                      f"got {job['num_filters']!r}")
   return list(range(n))
 
 

@@ -39,7 +39,7 @@ SECTIONS = {
                  "jaxviz bench --config bench_vgg16_block5_conv1",
              ]),
     "filters": ("Time against filters (VGG16 block3_conv1, 64×64, 20 steps)", [
-        f"jaxviz bench {SWEEP} --config.filters={n}" for n in (16, 64, 256)]),
+        f"jaxviz bench {SWEEP} --config.num_filters={n}" for n in (16, 64, 256)]),
     "size": ("Time against image size (VGG16 block3_conv1, 16 filters, 20 steps)", [
         f"jaxviz bench {SWEEP} --config.size={n}" for n in (64, 128, 224)]),
 }

@@ -9,7 +9,7 @@ from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.models import Model, get_spec
 
-TINY = ["--config.filters=2", "--config.steps=2", "--config.repeats=1",
+TINY = ["--config.num_filters=2", "--config.steps=2", "--config.repeats=1",
         "--config.baseline_filters=1", "--config.peak_size=128", "--config.peak_trials=2"]
 
 
@@ -93,15 +93,15 @@ def test_presets_describe_valid_jobs(name):
   jobs = bench.jobs_from_config(load_config(name))
   for job in jobs:
     spec, count = bench.validate(job)
-    assert count == job["filters"]
+    assert count == job["num_filters"]
   if name.startswith("bench_vgg16"):
-    assert all((j["filters"], j["size"], j["steps"], j["random_weights"]) == (16, 64, 20, True)
+    assert all((j["num_filters"], j["size"], j["steps"], j["random_weights"]) == (16, 64, 20, True)
                for j in jobs)
   if name == "bench_lenet":
-    assert [(j["layer"], j["filters"], j["size"], j["steps"]) for j in jobs] == [
+    assert [(j["layer"], j["num_filters"], j["size"], j["steps"]) for j in jobs] == [
         ("conv2d_2", 50, 28, 20)]
 
 
 def test_too_many_filters_is_a_clear_error(capsys):
-  assert cli.main(["bench", "--config.filters=51"]) == 2
-  assert "filters must be 1–50" in capsys.readouterr().err
+  assert cli.main(["bench", "--config.num_filters=51"]) == 2
+  assert "num_filters must be 1–50" in capsys.readouterr().err
