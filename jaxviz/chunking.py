@@ -64,6 +64,18 @@ def default_budget_bytes(device: jax.Device | None = None) -> int:
   return available // 2
 
 
+def check_images_fit(spec: ModelSpec, layer: str, shape: tuple[int, int, int], images: int,
+                     memory_budget_mb: int = 0, fix: str = "lower size") -> None:
+  """Refuses, before anything is computed, `images` images of `shape` `(H, W, C)` whose
+  activations up to `layer` would not fit `memory_budget_mb` (0 = `default_budget_bytes()`)."""
+  budget = (memory_budget_mb << 20) or default_budget_bytes()
+  need = bytes_per_image(spec, layer, shape) * max(1, images)
+  if need > budget:
+    raise JaxvizError(
+        f"{max(1, images)} image(s) of {shape[0]}×{shape[1]} px up to {layer!r} need about "
+        f"{need / 2**20:,.0f} MiB, over the memory budget of {budget / 2**20:,.0f} MiB: {fix}.")
+
+
 def resolve_chunk_size(spec: ModelSpec, layer: str, shape: tuple[int, int, int],
                        num_filters: int, chunk_size: int, memory_budget_mb: int = 0) -> int:
   """Filters per chunk (per device): `chunk_size` (at most `num_filters`), or for 0 what
@@ -73,7 +85,11 @@ def resolve_chunk_size(spec: ModelSpec, layer: str, shape: tuple[int, int, int],
   if memory_budget_mb < 0:
     raise JaxvizError(f"memory_budget_mb must be ≥ 0 (0 = automatic), got {memory_budget_mb}")
   if chunk_size:
-    return min(chunk_size, num_filters)
+    chunk = min(chunk_size, num_filters)
+    group = micro_batch(spec, layer, shape)  # only one group's activations are alive at a time
+    check_images_fit(spec, layer, shape, min(chunk, group) if group else chunk,
+                     memory_budget_mb, fix="lower chunk_size or size")
+    return chunk
   return choose_chunk_size(spec, layer, shape, num_filters, memory_budget_mb << 20)
 
 

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from jaxviz.errors import JaxvizError
+
+MAX_MARGIN = 64  # pixels between tiles; more only makes a picture of black space
+
 
 def deprocess(x: np.ndarray) -> np.ndarray:
   """The seeds' deprocessing of one image `[H, W, C]` (display values, any scale) → uint8.
@@ -112,6 +116,14 @@ def summary_line(records: list[dict]) -> str:
   robust = [r["robustness"] for r in live if r["robustness"] is not None]
   text = f"{len(live)}/{len(records)} live"
   return text + (f", median robustness {np.median(robust):.2f}" if robust else "")
+
+
+def check_layout(max_tiles: int, margin: int) -> None:
+  """Refuses a tile cap or margin no picture can use, before anything is computed."""
+  if isinstance(max_tiles, bool) or max_tiles < 0:
+    raise JaxvizError(f"max_tiles must be ≥ 0 (0 = every live filter), got {max_tiles}")
+  if isinstance(margin, bool) or not 0 <= margin <= MAX_MARGIN:
+    raise JaxvizError(f"margin must be 0–{MAX_MARGIN} pixels, got {margin}")
 
 
 def true_pixels(x: np.ndarray) -> np.ndarray:

@@ -84,8 +84,7 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], A
     chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
     objectives.check_exclude_border(spec.output_shape(layer, config.size), layer=layer,
                                     border=config.get("exclude_border", 0))
-  if config.max_tiles < 0 or config.margin < 0:
-    raise JaxvizError("max_tiles and margin must be ≥ 0")
+  gallery.check_layout(config.max_tiles, config.margin)
   return spec, layers, settings
 
 

@@ -84,6 +84,12 @@ def test_layers_prints_a_summary(capsys):
      "map of 'conv2d_2'; use a value below 7"),
     (["--config.weights=/nonexistent/lenet.msgpack"], "does not exist"),
     (["--bogus"], "unrecognized argument '--bogus'"),
+    (["--config.margin=100000"], "margin must be 0–64 pixels, got 100000"),
+    (["--config.max_tiles=-1"], "max_tiles must be ≥ 0"),
+    (["--config.filters=0-99999999999"], "filter index 99999999999 is out of range"),
+    (["--config.model=vgg16", "--config.layer=block5_conv1", "--config.size=20000",
+      "--config.chunk_size=1"], "1 image\\(s\\) of 20000×20000 px up to 'block5_conv1' need about "
+     ".* MiB, over the memory budget .*: lower chunk_size or size"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, weights, capsys, overrides, message):
   workdir = tmp_path / "out"

@@ -116,6 +116,10 @@ def test_attribution(tmp_path, weights, method):
     ("attribution", ["--config.method=lrp"], "unknown attribution method 'lrp'"),
     ("attribution", ["--config.layer=conv2d_2", "--config.filters=50"], "out of range"),
     ("gradcam", ["--config.images=digits:99999"], "example index 99999 is out of range"),
+    ("feature-maps", ["--config.model=vgg16", "--config.size=100000"],
+     "over the memory budget"),
+    ("attribution", ["--config.model=vgg16", "--config.size=30000"], "lower size or batch_size"),
+    ("classes", ["--config.margin=1000"], "margin must be 0–64 pixels"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, weights, capsys, command, overrides, message):
   assert run(command, tmp_path / "out", weights, *overrides) == 2

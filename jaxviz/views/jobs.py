@@ -23,7 +23,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from jaxviz import gallery, images as images_lib
+from jaxviz import chunking, gallery, images as images_lib
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.job import prepare_workdir, replace_dir, resolve_layers
@@ -101,12 +101,13 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   settings.validate()
   if config.passes < 1:
     raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
+  gallery.check_layout(0, config.margin)
   _early(config, lambda spec: classes_lib.parse_classes(spec, config.classes))
   root = prepare_workdir(workdir)
   model = _load(config, progress)
   classes_lib.parse_classes(model.spec, config.classes)
   size = config.size or None
-  model.spec.input_shape_for(size)
+  _check_fits(model.spec, config, 1)
   progress(f"maximizing {model.spec.logits_layer} logits, {config.passes} pass(es) of "
            f"{settings.steps} steps")
   result = classes_lib.maximize_classes(
@@ -250,15 +251,28 @@ def _attribution_request(spec: ModelSpec, config: ml_collections.ConfigDict) -> 
 
 
 def _check_images(config: ml_collections.ConfigDict) -> None:
-  get_spec(config.model)
+  spec = get_spec(config.model)
   if config.size < 0:
     raise JaxvizError(f"size must be ≥ 0 pixels (0 = the model's default), got {config.size}")
+  _check_fits(spec, config, 1)
   images_lib.check_files(config.images)
 
 
+def _check_fits(spec: ModelSpec, config: ml_collections.ConfigDict, images: int) -> None:
+  """Refuses a size (and batch) whose activations through the whole model exceed the memory
+  budget, before anything is computed."""
+  batch = config.get("batch_size", 0)
+  chunking.check_images_fit(spec, spec.layer_names[-1], spec.input_shape_for(config.size or None),
+                            min(images, batch) if batch else images,
+                            config.get("memory_budget_mb", 0), fix="lower size"
+                            + (" or batch_size" if "batch_size" in config else ""))
+
+
 def _images(config: ml_collections.ConfigDict, model: Model) -> images_lib.ImageBatch:
-  return images_lib.load_images(config.images, model.spec, config.size or None,
-                                invert=config.invert)
+  batch = images_lib.load_images(config.images, model.spec, config.size or None,
+                                 invert=config.invert)
+  _check_fits(model.spec, config, len(batch))
+  return batch
 
 
 def _logits(model: Model, x: np.ndarray) -> np.ndarray:
