@@ -25,6 +25,8 @@ from jaxviz.models.spec import ModelSpec
 from jaxviz.ranges import parse_indices
 
 DATASETS = ("digits", "mnist")
+# Pillow's modes for 16-bit grey files (PNG, TIFF); "I" is how some versions open 16-bit PNGs.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +80,24 @@ def load_images(source: str | Sequence[str], spec: ModelSpec, size: int | None =
 
 
 def split_source(source: str | Sequence[str]) -> list[str]:
-  entries = source.split(",") if isinstance(source, str) else list(source)
+  """`"a.png, digits:0,3"` → `["a.png", "digits:0,3"]`. A file whose name holds commas stays
+  one entry: parts are joined back wherever the joined text names an existing file."""
+  entries = _split_keeping_files(source) if isinstance(source, str) else list(source)
   entries = [str(e).strip() for e in entries if str(e).strip()]
   if not entries:
     raise JaxvizError("no input image given: set images to image files or to dataset "
                       "examples like 'digits:0-9'")
   return _join_index_lists(entries)
+
+
+def _split_keeping_files(source: str) -> list[str]:
+  parts, entries, i = source.split(","), [], 0
+  while i < len(parts):
+    j = next((j for j in range(len(parts), i + 1, -1)
+              if os.path.isfile(",".join(parts[i:j]).strip())), i + 1)
+    entries.append(",".join(parts[i:j]))
+    i = j
+  return entries
 
 
 def _join_index_lists(entries: list[str]) -> list[str]:
@@ -136,12 +150,14 @@ def _check_file(path: str) -> None:
 
 def read_image(path: str | os.PathLike, shape: tuple[int, int, int]) -> np.ndarray:
   """Image file → `[H, W, C]` float32 pixels in [0, 255], grey (C=1) or RGB (C=3), resized
-  to `shape`'s H×W with bilinear filtering."""
+  to `shape`'s H×W with bilinear filtering. 16-bit grey files are scaled by 255/65535."""
   path = os.fspath(path)
   _check_file(path)
   h, w, c = shape
   try:
     with Image.open(path) as image:
+      if image.mode in SIXTEEN_BIT_MODES:  # 16-bit grey: scaled onto 0–255, not clipped
+        return fit(np.asarray(image, np.float32)[..., None] * (255 / 65535), shape)
       image = image.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BILINEAR)
       pixels = np.asarray(image, np.float32)
   except (UnidentifiedImageError, OSError, ValueError) as e:

@@ -74,3 +74,22 @@ def test_bad_inputs_name_the_problem(tmp_path):
     load_images(" , ", LENET)
   with pytest.raises(JaxvizError, match="28×28 inputs only"):
     load_images("digits:0", LENET, 32)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+  deep = np.full((28, 28), 32768, np.uint16)
+  deep[0, 0] = 65535
+  path = tmp_path / "deep.png"
+  Image.fromarray(deep).save(path)
+  assert Image.open(path).mode.startswith("I")
+  pixels = load_images(str(path), LENET).pixels[0, ..., 0]
+  np.testing.assert_allclose(pixels[0, 0], 255.0, rtol=1e-6)
+  np.testing.assert_allclose(pixels[5, 5], 32768 * 255 / 65535, rtol=1e-6)  # 127.5, not 255
+
+
+def test_a_file_name_with_commas_is_one_entry(tmp_path):
+  path = tmp_path / "a, b,c.png"
+  Image.fromarray(np.full((28, 28), 200, np.uint8)).save(path)
+  batch = load_images(f"{path},digits:0,3", LENET)
+  assert batch.names == ["a, b,c.png", "digits:0", "digits:3"]
+  assert batch.pixels[0].min() == 200
