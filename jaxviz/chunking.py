@@ -8,6 +8,7 @@ target layer is kept for the backward pass, and the backward pass holds about as
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -62,6 +63,22 @@ def default_budget_bytes(device: jax.Device | None = None) -> int:
   except (ValueError, OSError):
     available = 8 << 30
   return available // 2
+
+
+def split(indices: Sequence[int], chunk_size: int) -> list[list[int]]:
+  """Consecutive chunks of `chunk_size` indices, in order; the last may be short. Every chunk
+  in jaxviz (a run, its resume state, its devices) is cut here."""
+  indices = [int(i) for i in indices]
+  return [indices[i:i + chunk_size] for i in range(0, len(indices), chunk_size)]
+
+
+def pad(chunk: Sequence[int], size: int) -> list[int]:
+  """`chunk` filled to `size` by repeating its last index: padded rows compute a real filter
+  and are dropped, so a chunk's shape (and its compiled program) never depends on its length."""
+  chunk = [int(i) for i in chunk]
+  if not 0 < len(chunk) <= size:
+    raise ValueError(f"a chunk of {len(chunk)} filters does not fit {size}")
+  return chunk + chunk[-1:] * (size - len(chunk))
 
 
 def check_images_fit(spec: ModelSpec, layer: str, shape: tuple[int, int, int], images: int,

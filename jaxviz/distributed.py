@@ -34,6 +34,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxviz import chunking
 from jaxviz.engine import FilterResult
 from jaxviz.errors import JaxvizError
 
@@ -286,7 +287,7 @@ def run_slots(engine, chunks: Sequence[Sequence[int]], chunk_size: int, seed: in
   image axis after chunk_size when filters have several images), padded rows included.
   """
   devices = mesh.devices.size
-  slots = [list(c) + [c[-1]] * (chunk_size - len(c)) for c in chunks]
+  slots = [chunking.pad(c, chunk_size) for c in chunks]
   slots += [slots[0]] * (devices - len(slots))
   sharding = NamedSharding(mesh, PartitionSpec(FILTER_AXIS)) if devices > 1 else None
   result = engine.run_chunk([f for slot in slots for f in slot], seed=seed, sharding=sharding)

@@ -210,7 +210,7 @@ class FilterEngine:
     indices = list(indices)
     chunk_size = chunking.resolve_chunk_size(self.model.spec, self.layer, self.image_shape,
                                              len(indices), chunk_size, memory_budget_mb)
-    return [indices[i:i + chunk_size] for i in range(0, len(indices), chunk_size)], chunk_size
+    return chunking.split(indices, chunk_size), chunk_size
 
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
                 sharding: jax.sharding.Sharding | None = None,
@@ -225,10 +225,8 @@ class FilterEngine:
     filter axis) before the call; the compiled program follows it.
     """
     filters = [int(f) for f in filters]
-    pad = (pad_to or len(filters)) - len(filters)
-    if pad < 0:
-      raise ValueError(f"chunk of {len(filters)} filters does not fit pad_to={pad_to}")
-    padded = np.asarray(filters + [filters[-1]] * pad, np.int32)
+    padded = np.asarray(chunking.pad(filters, pad_to or len(filters)), np.int32)
+    pad = len(padded) - len(filters)
     key = jax.random.key(seed)
     if start_images is None:
       v0 = self.initial_variables(padded, seed)

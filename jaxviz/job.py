@@ -23,12 +23,12 @@ import numpy as np
 from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
-from jaxviz.provision import load_or_train
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
+from jaxviz.provision import load_or_train
 from jaxviz.ranges import parse_indices, split_names
-from jaxviz.resume import RunState, config_record, canonical_json, plan_chunks, weights_digest
+from jaxviz.resume import RunState, config_record, canonical_json, weights_digest
 
 OUTPUT_FILES = ("gallery.png", "filters.json", "images.npy", "activations.npy", "config.json")
 
@@ -155,7 +155,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
   if plan["done"]:
     progress(f"already done → {folder}")
     return folder
-  chunks = plan_chunks(indices, plan["chunk_size"])
+  chunks = chunking.split(indices, plan["chunk_size"])
   todo = plan["todo"]
   if len(todo) < len(chunks):
     progress(f"resuming: {len(chunks) - len(todo)}/{len(chunks)} chunks already done, "

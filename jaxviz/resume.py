@@ -35,6 +35,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxviz import chunking
 from jaxviz.checkpoint import atomic_write_bytes
 from jaxviz.engine import FilterResult
 from jaxviz.errors import JaxvizError
@@ -352,7 +353,7 @@ class RunState:
       atomic_write_bytes(folder / "plan.json", (canonical_json(plan) + "\n").encode())
     chunk_size = plan["chunk_size"]
     (folder / "done.json").unlink(missing_ok=True)
-    chunks = plan_chunks(filters, chunk_size)
+    chunks = chunking.split(filters, chunk_size)
     todo = [i for i, chunk in enumerate(chunks) if self.load_chunk(layer, i, chunk) is None]
     return {"done": False, "chunk_size": chunk_size, "todo": todo}
 
@@ -377,7 +378,7 @@ class RunState:
   def layer_result(self, layer: str, filters: Sequence[int], chunk_size: int) -> FilterResult:
     """All chunks of the layer joined in request order: `[N]`, `[N, H, W, C]`, `[N, steps+1]`."""
     parts = []
-    for i, chunk in enumerate(plan_chunks(filters, chunk_size)):
+    for i, chunk in enumerate(chunking.split(filters, chunk_size)):
       part = self.load_chunk(layer, i, chunk)
       if part is None:
         raise JaxvizError(f"chunk {i} of layer {layer!r} is missing from "
@@ -436,9 +437,3 @@ def describe_holder(handle) -> str:
             f"{record['since']}")
   except (ValueError, KeyError, TypeError):
     return "another process (it has not written its name into the lock file yet)"
-
-
-def plan_chunks(filters: Sequence[int], chunk_size: int) -> list[list[int]]:
-  """Consecutive chunks of `chunk_size` filters; the last may be short."""
-  filters = list(filters)
-  return [filters[i:i + chunk_size] for i in range(0, len(filters), chunk_size)]

@@ -42,3 +42,4 @@ def test_split_names():
   assert split_names(" conv2d_1, ,conv2d_2,") == ["conv2d_1", "conv2d_2"]
   assert split_names(["a ", "", "b"]) == ["a", "b"]
   assert split_names("") == []
+

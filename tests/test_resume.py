@@ -20,7 +20,8 @@ import pytest
 from jaxviz import cli, distributed
 from jaxviz.engine import FilterResult
 from jaxviz.errors import JaxvizError
-from jaxviz.resume import RunState, chunk_bytes, config_differences, plan_chunks
+from jaxviz.chunking import split as plan_chunks
+from jaxviz.resume import RunState, chunk_bytes, config_differences
 
 REPO = Path(__file__).resolve().parents[1]
 CRASH_AFTER_CHUNKS = Path(__file__).with_name("crash_after_chunks.py")

@@ -27,10 +27,10 @@ from jaxviz import chunking, gallery, images as images_lib
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.job import prepare_workdir, replace_dir, resolve_layers
-from jaxviz.provision import load_or_train
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import Progress
+from jaxviz.provision import load_or_train
 from jaxviz.views import attribution as attribution_lib
 from jaxviz.views import classes as classes_lib
 from jaxviz.views import feature_maps as feature_maps_lib
