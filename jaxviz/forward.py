@@ -43,39 +43,26 @@ def _relu_then_pool(layers: tuple[L.LayerSpec, ...], i: int, upto: str | None,
 
 def forward(spec: ModelSpec, params: Params, x: jax.Array, upto: str,
             output: L.Output = "activation") -> jax.Array:
-  """Same contract as `spec.module.apply({"params": params}, x, upto=upto, output=output)`."""
-  layers = spec.layers
-  i = 0
-  while i < len(layers):
+  """Same contract as `spec.module.apply({"params": params}, x, upto=upto, output=output)`:
+  the same walk (`layers.walk`), other steps."""
+
+  def step(layers: tuple[L.LayerSpec, ...], i: int, x: jax.Array):
     layer = layers[i]
-    stop = layer.name == upto
-    if stop and output == "input":
-      return x
-    fused = None
     if isinstance(layer, L.Conv):
-      x = conv_layer(x, layer, params[layer.name]["kernel"], params[layer.name]["bias"])
+      y = conv_layer(x, layer, params[layer.name]["kernel"], params[layer.name]["bias"])
       skip = _relu_then_pool(layers, i, upto, output)
       if skip:
-        x = kernels.relu_max_pool(x)
-        i += skip
-        if layers[i].name == upto:
-          return x
-        i += 1
-        continue
-      fused = layer.activation
-    elif isinstance(layer, L.Dense):
-      x = x @ params[layer.name]["kernel"] + params[layer.name]["bias"]
-      fused = layer.activation
-    elif isinstance(layer, L.Activation):
-      x = L.activate(x, layer.activation)
-    elif isinstance(layer, L.MaxPool):
-      x = kernels.max_pool(x, layer.window)
-    elif isinstance(layer, L.Flatten):
-      x = x.reshape((x.shape[0], -1))
-    if stop and output == "pre_activation":
-      return x
-    x = L.activate(x, fused)
-    if stop:
-      return x
-    i += 1
-  raise KeyError(upto)
+        return kernels.relu_max_pool(y), L.identity, 1 + skip
+      return y, lambda v: L.activate(v, layer.activation), 1
+    if isinstance(layer, L.Dense):
+      y = x @ params[layer.name]["kernel"] + params[layer.name]["bias"]
+      return y, lambda v: L.activate(v, layer.activation), 1
+    if isinstance(layer, L.Activation):
+      return L.activate(x, layer.activation), L.identity, 1
+    if isinstance(layer, L.MaxPool):
+      return kernels.max_pool(x, layer.window), L.identity, 1
+    if isinstance(layer, L.Flatten):
+      return x.reshape((x.shape[0], -1)), L.identity, 1
+    raise TypeError(f"unknown layer spec {layer!r}")
+
+  return L.walk(spec.layers, x, step, upto, output)

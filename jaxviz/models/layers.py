@@ -73,8 +73,51 @@ LayerSpec = Union[Conv, Dense, Activation, MaxPool, Flatten]
 Output = Literal["activation", "pre_activation", "input"]
 
 
+# What one step of a walk does: `(layers, i, x)` → `(pre, post, consumed)`: layer i's output
+# before its fused activation, the function that applies that activation, and how many layers
+# the step covered (more than one when it fuses layers whose outputs nobody asked for).
+Step = Callable[[tuple["LayerSpec", ...], int, jax.Array],
+                tuple[jax.Array, Callable[[jax.Array], jax.Array], int]]
+
+
+def walk(layers: tuple[LayerSpec, ...], x: jax.Array, step: Step, upto: str | None = None,
+         output: Output = "activation", start: str | None = None) -> jax.Array:
+  """The one walk over a model's layers, shared by `Sequential` (Flax) and the engine's
+  forward pass (`jaxviz.forward`), which differ only in `step`.
+
+  Starts at layer `start` (`x` is its input; None: the first), stops at `upto` and returns
+  `output` there: "activation" (the layer's output, as Keras reports it), "pre_activation" (a
+  fused activation left out) or "input" (what the layer receives). KeyError for a name not in
+  `layers`.
+  """
+  names = [layer.name for layer in layers]
+  if start is not None and start not in names:
+    raise KeyError(start)
+  if upto is not None and upto not in names:
+    raise KeyError(upto)
+  i = names.index(start) if start is not None else 0
+  while i < len(layers):
+    if names[i] == upto and output == "input":
+      return x
+    pre, post, consumed = step(layers, i, x)
+    i += consumed
+    stop = names[i - 1] == upto
+    if stop and output == "pre_activation":
+      return pre
+    x = post(pre)
+    if stop:
+      return x
+  if upto is not None:
+    raise KeyError(upto)  # `upto` comes before `start`
+  return x
+
+
+def identity(x: jax.Array) -> jax.Array:
+  return x
+
+
 class Sequential(nn.Module):
-  """Applies `layers` in order to images `[N, H, W, C]`.
+  """Applies `layers` in order to images `[N, H, W, C]` (`walk` says where it starts and stops).
 
   Call with `upto=NAME` to stop at that layer, and `output=` to choose what is returned there:
   `"activation"` (the layer's output, as Keras reports it), `"pre_activation"` (a fused
@@ -91,40 +134,27 @@ class Sequential(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, upto: str | None = None,
                output: Output = "activation", start: str | None = None) -> jax.Array:
-    started = start is None
-    for layer in self.layers:
-      started = started or layer.name == start
-      if not started:
-        continue
-      stop = layer.name == upto
-      if stop and output == "input":
-        return x
-      fused = None
-      if isinstance(layer, Conv):
-        x = nn.Conv(layer.features, layer.kernel_size, padding="SAME", name=layer.name)(x)
-        fused = layer.activation
-      elif isinstance(layer, Dense):
-        x = nn.Dense(layer.features, name=layer.name)(x)
-        fused = layer.activation
-      elif isinstance(layer, Activation):
-        x = activate(x, layer.activation, self.relu)
-      elif isinstance(layer, MaxPool):
-        w = layer.window
-        x = nn.max_pool(x, (w, w), strides=(w, w), padding="VALID")
-      elif isinstance(layer, Flatten):
-        x = x.reshape((x.shape[0], -1))
-      else:
-        raise TypeError(f"unknown layer spec {layer!r}")
-      if stop and output == "pre_activation":
-        return x
-      x = activate(x, fused, self.relu)
-      if stop:
-        return x
-    if not started:
-      raise KeyError(start)
-    if upto is not None:
-      raise KeyError(upto)
-    return x
+    return walk(self.layers, x, self._step, upto, output, start)
+
+  def _step(self, layers: tuple[LayerSpec, ...], i: int, x: jax.Array):
+    layer = layers[i]
+    fused = None
+    if isinstance(layer, Conv):
+      x = nn.Conv(layer.features, layer.kernel_size, padding="SAME", name=layer.name)(x)
+      fused = layer.activation
+    elif isinstance(layer, Dense):
+      x = nn.Dense(layer.features, name=layer.name)(x)
+      fused = layer.activation
+    elif isinstance(layer, Activation):
+      x = activate(x, layer.activation, self.relu)
+    elif isinstance(layer, MaxPool):
+      w = layer.window
+      x = nn.max_pool(x, (w, w), strides=(w, w), padding="VALID")
+    elif isinstance(layer, Flatten):
+      x = x.reshape((x.shape[0], -1))
+    else:
+      raise TypeError(f"unknown layer spec {layer!r}")
+    return x, lambda y: activate(y, fused, self.relu), 1
 
 
 def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
