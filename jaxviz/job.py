@@ -20,7 +20,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from jaxviz import chunking, distributed, gallery, objectives
+from jaxviz import chunking, distributed, gallery, objectives, render
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
 from jaxviz.models import get_spec
@@ -193,13 +193,13 @@ def write_layer(folder: Path, model: Model, result: FilterResult,
   the filters.json records."""
   records = gallery.filter_records(result.filters, result.final_activations,
                                    result.filter_robustness, config.get("preset", ""))
-  picture = gallery.render(model.spec.to_display(result.images), records,
+  picture = gallery.picture(model.spec.to_display(result.images), records,
                            max_tiles=config.max_tiles, margin=config.margin, labels=config.labels,
                            normalize=not AscentSettings.from_config(config).pixels_in_range)
   staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
   staging.chmod(0o755)
   try:
-    (staging / "gallery.png").write_bytes(gallery.png_bytes(picture))
+    (staging / "gallery.png").write_bytes(render.png_bytes(picture))
     (staging / "filters.json").write_bytes(gallery.records_json(records))
     np.save(staging / "images.npy", result.images.astype(np.float32))
     np.save(staging / "activations.npy", result.activations.astype(np.float32))

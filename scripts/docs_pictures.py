@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxviz import gallery
+from jaxviz import render
 from jaxviz.ascent import AscentSettings
 from jaxviz.models import get_spec
 
@@ -30,8 +30,8 @@ def main() -> None:
   images = np.load(args.folder / "images.npy")
   display = get_spec(config["model"]).to_display(images)
   in_range = AscentSettings.from_config(config).pixels_in_range
-  show = gallery.true_pixels if in_range else gallery.deprocess
-  grid = gallery.stitch(np.stack([show(x) for x in display]), margin=2)
+  show = render.pixels_uint8 if in_range else render.deprocess
+  grid = render.stitch(np.stack([show(x) for x in display]), margin=2)
   picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   picture = picture.resize((picture.width * args.scale, picture.height * args.scale),
                            Image.NEAREST)

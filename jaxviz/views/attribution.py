@@ -28,12 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import objectives
-from jaxviz.ranges import parse_indices
+from jaxviz import objectives, render
 from jaxviz.errors import unknown
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
-from jaxviz.views import render
+from jaxviz.ranges import parse_indices
 from jaxviz.views.batching import map_batches
 from jaxviz.views.classes import class_targets
 from jaxviz.views.relu_rules import RULES

@@ -16,12 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import gallery
+from jaxviz import render
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.ranges import split_names
-from jaxviz.views import render
 
 
 def block_layers(spec: ModelSpec) -> list[str]:
@@ -100,4 +99,4 @@ def feature_map_grid(maps: np.ndarray, max_channels: int = 0, margin: int = 2,
   tiles = channel_tiles(maps, max_channels)
   tiles = np.stack([render.enlarge(t) for t in tiles])
   names = [str(c) for c in range(len(tiles))] if labels else None
-  return gallery.stitch(tiles, margin, names)
+  return render.stitch(tiles, margin, names)

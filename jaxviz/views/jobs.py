@@ -23,7 +23,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from jaxviz import chunking, gallery, images as images_lib
+from jaxviz import chunking, gallery, images as images_lib, render
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.job import prepare_workdir, replace_dir, resolve_layers
@@ -35,7 +35,7 @@ from jaxviz.views import attribution as attribution_lib
 from jaxviz.views import classes as classes_lib
 from jaxviz.views import feature_maps as feature_maps_lib
 from jaxviz.views import gradcam as gradcam_lib
-from jaxviz.views import render, weights as weights_lib
+from jaxviz.views import weights as weights_lib
 
 DISPLAY_SIDE = 112   # input-sized tiles (digits, class images) are enlarged to this many pixels
 
@@ -282,7 +282,7 @@ def _logits(model: Model, x: np.ndarray) -> np.ndarray:
 def _deprocessed(model: Model, images: np.ndarray, bounded: bool = False) -> np.ndarray:
   """Optimized images `[N, H, W, C]` → `[N, H, W, C]` uint8: their true pixels when the
   parameterization keeps them in range (`bounded`), else the seeds' normalized display."""
-  show = gallery.true_pixels if bounded else gallery.deprocess
+  show = render.pixels_uint8 if bounded else render.deprocess
   return np.stack([show(x) for x in model.spec.to_display(images)])
 
 
@@ -301,7 +301,7 @@ def _input_tile(pixels: np.ndarray) -> np.ndarray:
 
 
 def _tile_grid(tiles: np.ndarray, margin: int, labels) -> np.ndarray:
-  return gallery.stitch(np.stack([_enlarge(t) for t in tiles]), margin, labels)
+  return render.stitch(np.stack([_enlarge(t) for t in tiles]), margin, labels)
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -325,7 +325,7 @@ def write_folder(folder: Path, files: dict, config: ml_collections.ConfigDict) -
       path = staging / name
       path.parent.mkdir(parents=True, exist_ok=True)
       if name.endswith(".png"):
-        path.write_bytes(gallery.png_bytes(np.asarray(value, np.uint8)))
+        path.write_bytes(render.png_bytes(np.asarray(value, np.uint8)))
       elif name.endswith(".npy"):
         np.save(path, np.asarray(value, np.float32) if np.asarray(value).dtype.kind == "f"
                 else np.asarray(value))

@@ -14,12 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxviz import gallery
-from jaxviz.ranges import parse_indices
+from jaxviz import render
 from jaxviz.errors import JaxvizError
 from jaxviz.models import layers as L
 from jaxviz.models.spec import Model, ModelSpec
-from jaxviz.views import render
+from jaxviz.ranges import parse_indices
 
 
 class WeightsView(NamedTuple):
@@ -86,7 +85,7 @@ def filters_picture(spec: ModelSpec, view: WeightsView, margin: int = 2,
   """All chosen filters of an image-facing layer as enlarged tiles on an n×n grid."""
   tiles = np.stack([render.enlarge(t, 40) for t in filter_tiles(spec, view)])
   names = [str(f) for f in view.filters] if labels else None
-  return gallery.stitch(tiles, margin, names)
+  return render.stitch(tiles, margin, names)
 
 
 def channel_grids(view: WeightsView, margin: int = 1, block_margin: int = 6,
@@ -97,7 +96,7 @@ def channel_grids(view: WeightsView, margin: int = 1, block_margin: int = 6,
   for weights in view.normalized():  # [kh, kw, C_in]
     tiles = np.stack([render.enlarge(render.to_uint8(weights[..., c:c + 1]), 12)
                       for c in range(weights.shape[-1])])
-    blocks.append(gallery.stitch(tiles, margin))
+    blocks.append(render.stitch(tiles, margin))
   names = [str(f) for f in view.filters] if labels else None
-  return gallery.stitch(np.stack(blocks), block_margin, names)
+  return render.stitch(np.stack(blocks), block_margin, names)
 

@@ -1,10 +1,12 @@
-"""Turning view arrays into pictures: a jet colormap, overlays, tiles and labelled grids.
+"""Every picture jaxviz writes is made here: values → uint8 tiles (the seeds' display, true
+pixels, a jet colormap and overlays), tiles → labelled grids, grids → PNG bytes.
 
-Everything here is numpy on the host and works on uint8 tiles `[h, w, C]` (C = 1 or 3).
+Everything here is numpy (and Pillow) on the host; tiles are uint8 `[h, w, C]` (C = 1 or 3).
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
@@ -38,23 +40,32 @@ def to_rgb(pixels: np.ndarray) -> np.ndarray:
   return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
+def deprocess(x: np.ndarray) -> np.ndarray:
+  """The seeds' deprocessing of one image `[H, W, C]` (display values, any scale) → uint8.
+
+  Centers on 0, scales to std 0.1, shifts to 0.5, clips to [0, 1], and maps to 0–255
+  (rounding down, as the seeds do).
+  """
+  return (standardize(x, 0.1, eps=1e-5) * 255).astype(np.uint8)
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
   """Values in [0, 1] (clipped) → uint8 0–255."""
   return (np.clip(np.asarray(x, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def pixels_uint8(pixels: np.ndarray) -> np.ndarray:
-  """Pixels in [0, 255] (clipped) → uint8."""
+  """Pixels in [0, 255] (clipped, rounded) → uint8: an image as the model sees it."""
   return np.clip(np.asarray(pixels, np.float64) + 0.5, 0, 255).astype(np.uint8)
 
 
-def standardize(x: np.ndarray, std: float = 0.1) -> np.ndarray:
+def standardize(x: np.ndarray, std: float = 0.1, eps: float = 1e-8) -> np.ndarray:
   """The seeds' display of one signed map `[H, W, ...]`: mean 0.5, spread `std`, in [0, 1].
 
   A constant map becomes flat grey 0.5.
   """
   x = np.asarray(x, np.float64)
-  return np.clip((x - x.mean()) / (x.std() + 1e-8) * std + 0.5, 0.0, 1.0)
+  return np.clip((x - x.mean()) / (x.std() + eps) * std + 0.5, 0.0, 1.0)
 
 
 def linear_display(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
@@ -74,12 +85,36 @@ def enlarge(tile: np.ndarray, side: int = TILE_SIDE) -> np.ndarray:
   return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
 
 
+def grid_shape(count: int) -> tuple[int, int]:
+  """`(rows, cols)` of the smallest n×n grid holding `count` tiles, minus empty rows."""
+  n = max(1, math.ceil(math.sqrt(count)))
+  return max(1, math.ceil(count / n)), n
+
+
+def stitch(tiles: np.ndarray, margin: int = 5, labels: Sequence[str] | None = None,
+           columns: int | None = None) -> np.ndarray:
+  """Lays `tiles` `[N, h, w, C]` uint8 row by row on a black grid with `margin` pixels between.
+
+  Returns `[rows·h + (rows-1)·margin, cols·w + (cols-1)·margin, C]` uint8: on the smallest
+  n×n grid (`grid_shape`), or `columns` wide. With `labels`, each tile gets its label written
+  in its top-left corner.
+  """
+  n = len(tiles)
+  rows_, cols = grid_shape(n) if columns is None else (-(-n // columns), columns)
+  cut = [list(tiles[r * cols:(r + 1) * cols]) for r in range(rows_)]
+  names = None if labels is None else [list(labels[r * cols:(r + 1) * cols])
+                                       for r in range(rows_)]
+  return rows(cut, margin, names, columns=cols)
+
+
 def rows(tiles: Sequence[Sequence[np.ndarray]], margin: int = 4,
-         labels: Sequence[Sequence[str]] | None = None) -> np.ndarray:
-  """Lays out rows of equal-sized uint8 tiles `[h, w, C]` on black; rows may be of different
-  lengths. With `labels` (same nesting), each tile gets its label in its top-left corner."""
+         labels: Sequence[Sequence[str]] | None = None,
+         columns: int | None = None) -> np.ndarray:
+  """Lays out rows of equal-sized uint8 tiles `[h, w, C]` on black, `margin` pixels apart;
+  rows may be of different lengths (the grid is `columns` wide, default the longest row).
+  With `labels` (same nesting), each tile gets its label in its top-left corner."""
   h, w, c = tiles[0][0].shape
-  cols = max(len(r) for r in tiles)
+  cols = columns or max(len(r) for r in tiles)
   out = np.zeros((len(tiles) * (h + margin) - margin, cols * (w + margin) - margin, c), np.uint8)
   for i, row in enumerate(tiles):
     for j, tile in enumerate(row):
@@ -103,3 +138,11 @@ def draw_text(picture: np.ndarray, spots: Sequence[tuple[tuple[int, int], str]])
     draw.text((x, y), text, fill=255 if image.mode == "L" else (255, 255, 0))
   out = np.asarray(image)
   return out[..., None] if out.ndim == 2 else out
+
+
+def png_bytes(picture: np.ndarray) -> bytes:
+  """Encodes `[H, W, 1 or 3]` uint8 as PNG."""
+  image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return buffer.getvalue()
