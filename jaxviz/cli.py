@@ -46,16 +46,17 @@ def _train(args, config):
 
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
-  from jaxviz import distributed, job
+  from jaxviz import distributed
+  from jaxviz.jobs import gallery
   from jaxviz.progress import Progress
   workdir = require_workdir(args)
   distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
                          args.process_id, args.local_device_ids, timeout=args.init_timeout,
                          progress=Progress("gallery"))  # before any JAX computation
-  out = job.run_gallery(config, workdir, wait=args.wait)
+  out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
-    print(f"{out.name}: {job.layer_summary(out)}")
+    print(f"{out.name}: {gallery.layer_summary(out)}")
 
 
 def _gallery_arguments(parser):
@@ -140,34 +141,34 @@ _bench.add_arguments = _bench_arguments
 
 @command("weights", "draw a conv layer's filter weights as tiles", "views_weights")
 def _weights(args, config):
-  from jaxviz.views import jobs
+  from jaxviz.jobs import views as jobs
   print(jobs.run_weights(config, require_workdir(args)))
 
 
 @command("feature-maps", "draw the feature maps of chosen layers for input images",
          "views_feature_maps")
 def _feature_maps(args, config):
-  from jaxviz.views import jobs
+  from jaxviz.jobs import views as jobs
   print(jobs.run_feature_maps(config, require_workdir(args)))
 
 
 @command("classes", "optimize one image per class logit (softmax made linear)", "views_classes")
 def _classes(args, config):
-  from jaxviz.views import jobs
+  from jaxviz.jobs import views as jobs
   print(jobs.run_classes(config, require_workdir(args)))
 
 
 @command("gradcam", "Grad-CAM heatmaps of predicted or given classes over input images",
          "views_gradcam")
 def _gradcam(args, config):
-  from jaxviz.views import jobs
+  from jaxviz.jobs import views as jobs
   print(jobs.run_gradcam(config, require_workdir(args)))
 
 
 @command("attribution", "saliency, guided backprop or deconvnet maps of input images",
          "views_attribution")
 def _attribution(args, config):
-  from jaxviz.views import jobs
+  from jaxviz.jobs import views as jobs
   if args.method:
     config.method = args.method
   print(jobs.run_attribution(config, require_workdir(args)))

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxviz import chunking, distributed, job
+from jaxviz import chunking, distributed
+from jaxviz.jobs import gallery as job
 from jaxviz.config import load_config
 from jaxviz.errors import JaxvizError
 from jaxviz.models import get_spec

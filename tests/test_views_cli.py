@@ -8,7 +8,7 @@ from PIL import Image
 
 from jaxviz import checkpoint, cli
 from jaxviz.models import Model, get_spec
-from jaxviz.views import jobs
+from jaxviz.jobs import frame
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_unreadable_image_and_missing_workdir(tmp_path, weights, capsys):
 
 
 def test_classes_of_a_model_without_a_top(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(jobs, "load_or_train", lambda *a, **k: Model(get_spec("vgg16"), {}))
+  monkeypatch.setattr(frame, "load_or_train", lambda *a, **k: Model(get_spec("vgg16"), {}))
   assert cli.main(["classes", "--workdir", str(tmp_path), "--config.model=vgg16"]) == 2
   assert "no classifier top" in capsys.readouterr().err
   assert cli.main(["gradcam", "--workdir", str(tmp_path), "--config.model=vgg16",

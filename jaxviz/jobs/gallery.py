@@ -10,19 +10,18 @@ renamed into place, so a failed run leaves no partial output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import ml_collections
-import numpy as np
 
-from jaxviz import chunking, distributed, gallery, objectives, render
+from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
+from jaxviz.jobs import frame
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import SILENT, Progress
@@ -57,35 +56,42 @@ def chunk_size_for(config: ml_collections.ConfigDict, spec: ModelSpec, layer: st
                                      config.chunk_size, config.get("memory_budget_mb", 0))
 
 
-def prepare_workdir(workdir: str | os.PathLike) -> Path:
-  """Creates `workdir` and checks it is writable, before any work is done."""
-  path = Path(workdir)
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path):
-      pass
-  except OSError as e:
-    raise JaxvizError(f"cannot write to workdir {str(path)!r}: {e.strerror or e}. "
-                      "Choose a writable --workdir.") from None
-  return path
+@dataclasses.dataclass(frozen=True)
+class LayerRequest:
+  """One layer of a gallery job: its filters, in request order, and filters per chunk."""
+  layer: str
+  filters: tuple[int, ...]
+  chunk_size: int
 
 
-def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str], AscentSettings]:
+@dataclasses.dataclass(frozen=True)
+class GalleryRequest:
+  """A gallery job's config, checked against the model: what `run_layer` computes."""
+  spec: ModelSpec
+  settings: AscentSettings
+  size: int | None
+  seed: int
+  layers: tuple[LayerRequest, ...]
+
+
+def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   """Checks the whole config against the model before anything is loaded or computed."""
   spec = get_spec(config.model)
-  layers = resolve_layers(spec, config.layer)
+  names = resolve_layers(spec, config.layer)
   if config.size < 0:
     raise JaxvizError(f"size must be ≥ 1 pixel (or 0 for the model's own), got {config.size}")
   spec.input_shape_for(config.size)
   settings = AscentSettings.from_config(config)
   settings.validate()
-  for layer in layers:
-    count = len(parse_indices(config.filters, objectives.num_filters(spec, layer)))
-    chunk_size_for(config, spec, layer, count)  # e.g. one image over the memory budget
+  layers = []
+  for layer in names:
+    filters = parse_indices(config.filters, objectives.num_filters(spec, layer))
+    chunk_size = chunk_size_for(config, spec, layer, len(filters))  # e.g. over the budget
     objectives.check_exclude_border(spec.output_shape(layer, config.size), layer=layer,
                                     border=config.get("exclude_border", 0))
+    layers.append(LayerRequest(layer, tuple(filters), chunk_size))
   gallery.check_layout(config.max_tiles, config.margin)
-  return spec, layers, settings
+  return GalleryRequest(spec, settings, config.size or None, config.seed, tuple(layers))
 
 
 def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -111,11 +117,12 @@ def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
 def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: Progress,
                  wait: bool) -> Path:
-  spec, layers, settings = validate(config)
+  request = validate(config)
+  spec = request.spec
   root = state.workdir
 
   def open_workdir():
-    prepare_workdir(root)
+    frame.prepare_workdir(root)
     state.lock(wait)
     return state.check_config(config)
 
@@ -129,26 +136,26 @@ def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: P
   distributed.on_leader(lambda: state.start(config, weights))
   progress(f"computing on {distributed.describe()}"
            + (f"; resuming the run in {root}" if resuming else ""))
-  out = root / layers[-1]
-  for i, layer in enumerate(layers):
-    out = run_layer(model, layer, settings, config, state,
-                    lambda message: progress(f"{layer} ({i + 1}/{len(layers)}): {message}"))
+  out = root
+  for i, wanted in enumerate(request.layers):
+    out = run_layer(model, wanted, request, config, state,
+                    lambda message: progress(f"{wanted.layer} ({i + 1}/{len(request.layers)}): "
+                                             f"{message}"))
   return out
 
 
-def run_layer(model: Model, layer: str, settings: AscentSettings,
+def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
               config: ml_collections.ConfigDict, state: RunState,
               progress: Callable[[str], None]) -> Path:
   """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
-  engine = FilterEngine(model, layer, settings, config.size)
-  indices = parse_indices(config.filters, engine.num_filters)
+  layer, indices = wanted.layer, list(wanted.filters)
+  engine = FilterEngine(model, layer, request.settings, request.size)
   folder = state.workdir / layer
 
   def begin():
-    remove_staging(folder)
-    return state.begin_layer(layer, indices,
-                             chunk_size_for(config, model.spec, layer, len(indices)),
-                             OUTPUT_FILES, engine.image_shape, settings.steps,
+    frame.remove_staging(folder)
+    return state.begin_layer(layer, indices, wanted.chunk_size, OUTPUT_FILES,
+                             engine.image_shape, request.settings.steps,
                              engine.images_per_filter)
 
   plan = distributed.on_leader(begin)
@@ -165,7 +172,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
              + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else ""))
   done = len(chunks) - len(todo)
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
-                                                 config.seed):
+                                                 request.seed):
     state.save_chunk(layer, index, result)
     done += 1
     left = len(chunks) - done
@@ -173,7 +180,7 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
 
   def assemble():
     result = state.layer_result(layer, indices, plan["chunk_size"])
-    records = write_layer(folder, model, result, config)
+    records = write_layer(folder, model, result, request.settings, config)
     state.finish_layer(layer)
     return gallery.summary_line(records)
 
@@ -187,43 +194,16 @@ def layer_summary(folder: Path) -> str:
   return gallery.summary_line(json.loads((folder / "filters.json").read_text()))
 
 
-def write_layer(folder: Path, model: Model, result: FilterResult,
-                config: ml_collections.ConfigDict) -> Path:
-  """Writes one layer's outputs into a hidden folder, then renames it to `folder`; returns
-  the filters.json records."""
+def write_layer(folder: Path, model: Model, result: FilterResult, settings: AscentSettings,
+                config: ml_collections.ConfigDict) -> list[dict]:
+  """Writes one layer's outputs (`frame.write_folder`: hidden, then renamed to `folder`);
+  returns the filters.json records."""
   records = gallery.filter_records(result.filters, result.final_activations,
                                    result.filter_robustness, config.get("preset", ""))
   picture = gallery.picture(model.spec.to_display(result.images), records,
-                           max_tiles=config.max_tiles, margin=config.margin, labels=config.labels,
-                           normalize=not AscentSettings.from_config(config).pixels_in_range)
-  staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-  staging.chmod(0o755)
-  try:
-    (staging / "gallery.png").write_bytes(render.png_bytes(picture))
-    (staging / "filters.json").write_bytes(gallery.records_json(records))
-    np.save(staging / "images.npy", result.images.astype(np.float32))
-    np.save(staging / "activations.npy", result.activations.astype(np.float32))
-    (staging / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    replace_dir(staging, folder)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
+                            max_tiles=config.max_tiles, margin=config.margin,
+                            labels=config.labels, normalize=not settings.pixels_in_range)
+  frame.write_folder(folder, {"gallery.png": picture, "filters.json": records,
+                              "images.npy": result.images,
+                              "activations.npy": result.activations}, config)
   return records
-
-
-def remove_staging(folder: Path) -> None:
-  """Deletes hidden folders a killed `write_layer` or `replace_dir` left beside `folder`."""
-  for path in folder.parent.glob(f".{folder.name}.*"):
-    if path.is_dir():
-      shutil.rmtree(path, ignore_errors=True)
-
-
-def replace_dir(new: Path, target: Path) -> None:
-  """Moves folder `new` to `target`, replacing an existing `target` as one rename."""
-  if target.exists():
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
-  else:
-    os.replace(new, target)
