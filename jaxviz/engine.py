@@ -118,7 +118,7 @@ class FilterEngine:
 
   def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
     """The traced values of `settings` (default: the engine's): other values compile nothing,
-    as long as the same pieces are switched on."""
+    as long as no piece the engine has off is on."""
     return {k: jnp.asarray(v) for k, v in (settings or self.settings).hyperparameters().items()}
 
   # --- the compiled programs ----------------------------------------------------------------
