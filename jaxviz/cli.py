@@ -111,7 +111,15 @@ def _sweep_take(args, extra):
   return rest
 
 
+def _sweep_arguments(parser):
+  from jaxviz import ascent, sweep
+  parser.add_argument_group(
+      "the grid", f"--sweep.KEY=V1,V2,… (one or more keys): every combination of the values is "
+      f"a setting, at most {sweep.MAX_SETTINGS}. Keys: {', '.join(ascent.HYPERPARAMETERS)}.")
+
+
 _sweep.take_arguments = _sweep_take
+_sweep.add_arguments = _sweep_arguments
 
 
 @command("convert", "convert a Keras weights file (any layout) to a jaxviz checkpoint")
