@@ -5,6 +5,7 @@
     jaxviz gallery --workdir DIR [--wait] [--config NAME|PATH] [--config.KEY=VALUE ...]
         [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
         [--init_timeout SECONDS]
+    jaxviz sweep --workdir DIR --sweep.KEY=V1,V2,… [--config NAME|PATH] [--config.KEY=VALUE ...]
     jaxviz convert IN OUT [--model vgg16]
     jaxviz fetch-weights vgg16 [--top]
     jaxviz bench [--config NAME|PATH] [--json] [--config.KEY=VALUE ...]
@@ -91,6 +92,35 @@ def _int_list(text: str) -> list[int]:
 
 
 _gallery.add_arguments = _gallery_arguments
+
+
+@command("sweep", "optimize a layer's filters under a grid of ascent hyperparameters, in one "
+         "compiled program", "lenet_conv2d_2")
+def _sweep(args, config):
+  from jaxviz import sweep
+  from jaxviz.progress import Progress
+  out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
+                              args.overrides, Progress("sweep"))
+  print(out)
+  print(f"best: {sweep.summary_text(best)} → {out / 'best.py'}")
+
+
+def _sweep_take(args, extra):
+  from jaxviz import sweep
+  args.grid, rest = sweep.split_sweep_arguments(extra)
+  args.overrides = split_overrides(rest)
+  return rest
+
+
+def _sweep_arguments(parser):
+  from jaxviz import ascent, sweep
+  parser.add_argument_group(
+      "the grid", f"--sweep.KEY=V1,V2,… (one or more keys): every combination of the values is "
+      f"a setting, at most {sweep.MAX_SETTINGS}. Keys: {', '.join(ascent.HYPERPARAMETERS)}.")
+
+
+_sweep.take_arguments = _sweep_take
+_sweep.add_arguments = _sweep_arguments
 
 
 @command("convert", "convert a Keras weights file (any layout) to a jaxviz checkpoint")
@@ -231,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   _, default_config, handler = COMMANDS[args.command]
   try:
     config = None
+    take = getattr(handler, "take_arguments", None)  # a command's own --PREFIX.KEY arguments
+    extra = take(args, extra) if take else extra
     if default_config:
       from jaxviz.config import apply_overrides, load_config
       config = apply_overrides(load_config(args.config), split_overrides(extra))

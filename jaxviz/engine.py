@@ -96,7 +96,7 @@ class FilterEngine:
 
   def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
     """The traced values of `settings` (default: the engine's): other values compile nothing,
-    as long as the same pieces are switched on."""
+    as long as no piece the engine has off is on."""
     return {k: jnp.asarray(v) for k, v in (settings or self.settings).hyperparameters().items()}
 
   # --- the compiled programs ----------------------------------------------------------------
@@ -105,28 +105,41 @@ class FilterEngine:
     """Variables `[N, D, …]`, filters `[N]` → (images `[N, D, H, W, C]`, activations
     `[N, D, steps + 1]`, robustness `[N, D]`).
 
+    `hp` holds scalars (one setting for every filter) or `[N]` arrays: item i's own values (a
+    sweep's (setting, filter) items), each item then ascending alone under `vmap`.
+
     The N filters are laid out as `[devices, groups, micro]`: the device axis is what sharding
     splits, each device walks its groups one after another (`lax.map`), and each group of
     `micro` filters ascends together. A device thus does the same work whatever the number of
     devices, and small groups keep a shallow layer's activations in cache on CPUs.
     """
     self.traces += 1
-    n, rest = v.shape[0], v.shape[1:]
+    n = v.shape[0]
     groups = n // (devices * micro)
-    x = v.reshape(devices, groups, micro, *rest)
-    f = filters.reshape(devices, groups, micro)
+    per_item = jnp.ndim(hp["step_size"]) == 1
+    layout = lambda a: a.reshape(devices, groups, micro, *a.shape[1:])
+    x, f = layout(v), layout(filters)
+    h = jax.tree_util.tree_map(layout, hp) if per_item else {}
 
-    def group(xf):
-      final, history = ascent.ascend(self.ascent, params, xf[0], xf[1], key, hp)
-      images, activation, robustness = ascent.evaluate(self.ascent, params, final, xf[1], hp)
+    def ascend(v, f, hp):
+      final, history = ascent.ascend(self.ascent, params, v, f, key, hp)
+      images, activation, robustness = ascent.evaluate(self.ascent, params, final, f, hp)
       return images, jnp.concatenate([history, activation[..., None]], axis=-1), robustness
 
-    def per_device(x, f):
-      if groups == 1:
-        return jax.tree_util.tree_map(lambda a: a[None], group((x[0], f[0])))
-      return jax.lax.map(group, (x, f))
+    def group(xfh):
+      x, f, h = xfh
+      if not per_item:
+        return ascend(x, f, hp)
+      one = lambda v, f, h: jax.tree_util.tree_map(lambda a: a[0], ascend(v[None], f[None], h))
+      return jax.vmap(one)(x, f, h)
 
-    out = jax.vmap(per_device)(x, f)
+    def per_device(x, f, h):
+      if groups == 1:
+        first = jax.tree_util.tree_map(lambda a: a[0], (x, f, h))
+        return jax.tree_util.tree_map(lambda a: a[None], group(first))
+      return jax.lax.map(group, (x, f, h))
+
+    out = jax.vmap(per_device)(x, f, h)
     return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
 
   def _python_step(self, params, v, opt_state, keys, filters, step, hp):
@@ -181,7 +194,8 @@ class FilterEngine:
       start_images: `[N, H, W, C]` images to start from, one per requested filter in request
         order (e.g. a previous result, for a second pass); None = the parameterization's start.
       settings: other values of the traced hyperparameters (`ascent.HYPERPARAMETERS`) than the
-        engine's; the same pieces must be switched on. Compiles nothing new.
+        engine's; no piece the engine has off may be on (one it has on may be 0: the same images
+        as off). Compiles nothing new.
     """
     indices = parse_indices(filters, self.num_filters)
     expected = (len(indices), *self.image_shape)
@@ -200,6 +214,37 @@ class FilterEngine:
     return FilterResult(np.asarray(indices), *(np.concatenate([p[i] for p in parts])
                                                for i in (1, 2, 3)))
 
+  def run_settings(self, settings: Sequence[AscentSettings], filters: str | Sequence[int] = "all",
+                   *, seed: int = 0, chunk_size: int = 0, memory_budget_mb: int = 0,
+                   progress: Progress = SILENT) -> list[FilterResult]:
+    """Every requested filter under each of `settings`, all in one compiled program.
+
+    The S·N (setting, filter) items are chunked like filters (`chunk_size`, `memory_budget_mb`
+    as in `run`), each item ascending with its setting's hyperparameters, so S settings cost one
+    compilation, and other values compile nothing. Each setting may differ from the engine's only
+    in traced values (`run`'s `settings`).
+
+    Returns one `FilterResult` per setting, in order: the same images as `run(filters,
+    settings=s)`, and as an engine built with `s`, since a piece switched on at 0 is off.
+    """
+    indices = parse_filters(filters, self.num_filters)
+    settings = [self._checked(s) for s in settings]
+    if not settings:
+      raise JaxvizError("no settings to run")
+    items = [(s, f) for s in range(len(settings)) for f in indices]
+    chunks, pad_to = self.plan(range(len(items)), chunk_size, memory_budget_mb)
+    parts = []
+    for c, chunk in enumerate(chunks):
+      parts.append(self.run_chunk([items[i][1] for i in chunk], seed=seed, pad_to=pad_to,
+                                  settings=[settings[items[i][0]] for i in chunk]))
+      if len(chunks) > 1:
+        progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
+    images, activations, robustness = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
+    n = len(indices)
+    return [FilterResult(np.asarray(indices), images[s * n:(s + 1) * n],
+                         activations[s * n:(s + 1) * n], robustness[s * n:(s + 1) * n])
+            for s in range(len(settings))]
+
   def plan(self, indices: Sequence[int], chunk_size: int,
            memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:
     """Splits filter indices into chunks; returns them and the size each is padded to when run.
@@ -215,11 +260,13 @@ class FilterEngine:
   def run_chunk(self, filters: Sequence[int], *, seed: int = 0, pad_to: int | None = None,
                 sharding: jax.sharding.Sharding | None = None,
                 start_images: np.ndarray | None = None,
-                settings: AscentSettings | None = None) -> FilterResult:
+                settings: AscentSettings | Sequence[AscentSettings] | None = None
+                ) -> FilterResult:
     """Runs one compiled chunk for `filters`, padded to `pad_to` filters by repeating the last.
 
     `start_images` `[len(filters), H, W, C]` replaces the parameterization's start; `settings`
-    other hyperparameter values (see `run`).
+    other hyperparameter values (see `run`), or a list of them, one per filter: each filter then
+    ascends with its own values (`run_settings`; always the compiled chunk program).
 
     `sharding`, when given, places the chunk's variables and filter indices (split along the
     filter axis) before the call; the compiled program follows it.
@@ -235,10 +282,10 @@ class FilterEngine:
           np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)]))
     v0 = jnp.asarray(v0, jnp.float32)
     f = jnp.asarray(padded)
-    hp = self.hyperparameters(self._checked(settings))
+    hp, per_item = self._chunk_hyperparameters(settings, len(filters), pad)
     if sharding is not None:
       v0, f = jax.device_put(v0, sharding), jax.device_put(f, sharding)
-    if self.settings.loop == "python":
+    if self.settings.loop == "python" and not per_item:
       out = self._python_loop(self.model.params, v0, f, key, hp)
     else:
       devices = sharding.num_devices if sharding is not None else 1
@@ -252,9 +299,22 @@ class FilterEngine:
       images, activations, robustness = images[:, 0], activations[:, 0], robustness[:, 0]
     return FilterResult(np.asarray(filters), images, activations, robustness)
 
+  def _chunk_hyperparameters(self, settings: AscentSettings | Sequence[AscentSettings] | None,
+                             n: int, pad: int) -> tuple[dict[str, jax.Array], bool]:
+    """(`hp`, per item): scalars for one setting, or `[n + pad]` arrays for a list of n
+    settings (the last repeated over the padding)."""
+    if settings is None or isinstance(settings, AscentSettings):
+      return self.hyperparameters(self._checked(settings)), False
+    if len(settings) != n:
+      raise ValueError(f"{len(settings)} settings for a chunk of {n} filters")
+    checked = {s: self._checked(s).hyperparameters() for s in set(settings)}
+    rows = [checked[s] for s in settings]
+    rows += rows[-1:] * pad
+    return {k: jnp.asarray(np.stack([r[k] for r in rows])) for k in ascent.HYPERPARAMETERS}, True
+
   def _checked(self, settings: AscentSettings | None) -> AscentSettings:
-    """`settings` when they switch on the same pieces as the engine's (only hyperparameter
-    values differ); a clear error otherwise."""
+    """`settings` when they differ from the engine's only in hyperparameter values, with no
+    piece on that the engine has off (a piece on at 0 is off); a clear error otherwise."""
     if settings is None:
       return self.settings
     settings.validate()
@@ -262,8 +322,8 @@ class FilterEngine:
                if name not in ascent.HYPERPARAMETERS
                and getattr(settings, name) != getattr(self.settings, name)]
     switched = [name for name in ascent.HYPERPARAMETERS
-                if (getattr(settings, name) > 0) != (getattr(self.settings, name) > 0)]
+                if getattr(settings, name) > 0 and not getattr(self.settings, name) > 0]
     if changed or switched:
       raise JaxvizError(f"these settings need another engine: {', '.join(changed + switched)} "
-                        "(only the values of pieces already switched on can change)")
+                        "(only the values of pieces already switched on can change, or be 0)")
     return settings

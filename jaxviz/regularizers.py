@@ -32,7 +32,7 @@ def blur(image: jax.Array, sigma: float | jax.Array) -> jax.Array:
 
   Computed in the frequency domain on the image mirrored at its edges (so edges behave like a
   reflecting border, and a constant image stays constant): the spectrum is multiplied by the
-  Gaussian's, `exp(-2 π² σ² f²)`.
+  Gaussian's, `exp(-2 π² σ² f²)`. `sigma` 0 gives `image` back exactly.
   """
   h, w, _ = image.shape
   mirrored = jnp.concatenate([image, image[::-1]], axis=0)
@@ -41,7 +41,8 @@ def blur(image: jax.Array, sigma: float | jax.Array) -> jax.Array:
   fx = np.fft.rfftfreq(2 * w)[None, :]
   response = jnp.exp(-2.0 * np.pi ** 2 * sigma ** 2 * jnp.asarray(fx ** 2 + fy ** 2, jnp.float32))
   spectrum = jnp.fft.rfft2(mirrored, axes=(0, 1)) * response[..., None]
-  return jnp.fft.irfft2(spectrum, s=(2 * h, 2 * w), axes=(0, 1))[:h, :w].astype(image.dtype)
+  blurred = jnp.fft.irfft2(spectrum, s=(2 * h, 2 * w), axes=(0, 1))[:h, :w].astype(image.dtype)
+  return jnp.where(sigma > 0, blurred, image)
 
 
 def clip_small_norm(image: jax.Array, percentile: float | jax.Array) -> jax.Array:

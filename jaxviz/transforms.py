@@ -106,13 +106,21 @@ def _compose(a: jax.Array, b: jax.Array) -> jax.Array:
 def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, Hyper],
                                                          jax.Array]:
   """One function `(key, image, hp) → image` applying `transforms` in order; consecutive affine
-  ones are multiplied into one map and sampled once. No transforms: the identity."""
+  ones are multiplied into one map and sampled once. No transforms: the identity.
+
+  Transform i draws from `split(key, n)[j]`, j the number of transforms before it that are
+  active; one whose range `hp[name]` is 0 is the exact identity and counts as inactive, so a
+  chain with a transform switched on at 0 gives the same images as the chain without it (the
+  keys of `split` do not depend on n).
+  """
   transforms = tuple(transforms)
 
   def apply(key, image, hp):
     keys = jax.random.split(key, max(1, len(transforms)))
-    matrix = None
-    for k, t in zip(keys, transforms):
+    matrix, j = None, 0
+    for t in transforms:
+      k = keys[j]
+      j = j + (1 if t.name not in hp else jnp.asarray(hp[t.name] > 0, jnp.int32))
       if t.affine is not None:
         m = t.affine(k, hp, image.shape[:2])
         matrix = m if matrix is None else _compose(matrix, m)
