@@ -97,7 +97,7 @@ _gallery.add_arguments = _gallery_arguments
 @command("sweep", "optimize a layer's filters under a grid of ascent hyperparameters, in one "
          "compiled program", "lenet_conv2d_2")
 def _sweep(args, config):
-  from jaxviz import sweep
+  from jaxviz.jobs import sweep
   from jaxviz.progress import Progress
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))
@@ -106,14 +106,15 @@ def _sweep(args, config):
 
 
 def _sweep_take(args, extra):
-  from jaxviz import sweep
+  from jaxviz.jobs import sweep
   args.grid, rest = sweep.split_sweep_arguments(extra)
   args.overrides = split_overrides(rest)
   return rest
 
 
 def _sweep_arguments(parser):
-  from jaxviz import ascent, sweep
+  from jaxviz import ascent
+  from jaxviz.jobs import sweep
   parser.add_argument_group(
       "the grid", f"--sweep.KEY=V1,V2,… (one or more keys): every combination of the values is "
       f"a setting, at most {sweep.MAX_SETTINGS}. Keys: {', '.join(ascent.HYPERPARAMETERS)}.")

@@ -227,7 +227,7 @@ class FilterEngine:
     Returns one `FilterResult` per setting, in order: the same images as `run(filters,
     settings=s)`, and as an engine built with `s`, since a piece switched on at 0 is off.
     """
-    indices = parse_filters(filters, self.num_filters)
+    indices = parse_indices(filters, self.num_filters)
     settings = [self._checked(s) for s in settings]
     if not settings:
       raise JaxvizError("no settings to run")

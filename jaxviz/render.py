@@ -140,6 +140,28 @@ def draw_text(picture: np.ndarray, spots: Sequence[tuple[tuple[int, int], str]])
   return out[..., None] if out.ndim == 2 else out
 
 
+def with_headers(grid: np.ndarray, labels: Sequence[str], headers: Sequence[str], h: int, w: int,
+           margin: int) -> np.ndarray:
+  """`grid` `[H, W, C]` uint8 of `h`×`w` tiles `margin` apart, with a column of row labels on
+  its left and a row of column headers on top."""
+  mode = "L" if grid.shape[-1] == 1 else "RGB"
+  probe = ImageDraw.Draw(Image.new(mode, (1, 1)))
+  box = lambda text: probe.textbbox((0, 0), text)
+  left = max(box(t)[2] for t in labels) + 2 * margin
+  top = max(box(t)[3] for t in headers) + margin
+  image = Image.new(mode, (left + grid.shape[1], top + grid.shape[0]))
+  image.paste(Image.fromarray(grid[..., 0] if mode == "L" else grid), (left, top))
+  draw = ImageDraw.Draw(image)
+  white = 255 if mode == "L" else (255, 255, 255)
+  for i, text in enumerate(labels):
+    y = top + i * (h + margin) + (h - box(text)[3]) // 2
+    draw.text((margin, y), text, fill=white)
+  for j, text in enumerate(headers):
+    draw.text((left + j * (w + margin) + (w - box(text)[2]) // 2, 0), text, fill=white)
+  out = np.asarray(image)
+  return out[..., None] if out.ndim == 2 else out
+
+
 def png_bytes(picture: np.ndarray) -> bytes:
   """Encodes `[H, W, 1 or 3]` uint8 as PNG."""
   image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxviz import checkpoint, cli, sweep
-from jaxviz.config import apply_overrides, load_config
+from jaxviz import checkpoint, cli
+from jaxviz.jobs import sweep
+from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.models import Model, get_spec
 

@@ -29,7 +29,8 @@ from jaxviz.progress import Progress
 from jaxviz.provision import load_or_train
 
 Request = TypeVar("Request")
-Files = Mapping[str, object]   # relative name → uint8 picture (.png), array (.npy), value (.json)
+# relative name → uint8 picture (.png), array (.npy), text (str), or a value written as JSON
+Files = Mapping[str, object]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, progress: Progress, *,
@@ -91,6 +92,8 @@ def write_folder(folder: Path, files: Files, config: ml_collections.ConfigDict) 
       elif name.endswith(".npy"):
         np.save(path, np.asarray(value, np.float32) if np.asarray(value).dtype.kind == "f"
                 else np.asarray(value))
+      elif isinstance(value, str):
+        path.write_text(value)
       else:
         path.write_text(json.dumps(value, indent=1) + "\n")
     replace_dir(staging, folder)

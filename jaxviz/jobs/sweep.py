@@ -17,27 +17,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import os
-import shutil
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
 import numpy as np
-from PIL import Image, ImageDraw
 
-from jaxviz import ascent, gallery, job
-from jaxviz.engine import AscentSettings, FilterEngine, FilterResult, parse_filters
+from jaxviz import ascent, gallery, render
+from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError, unknown
+from jaxviz.jobs import frame, gallery as gallery_job
 from jaxviz.progress import SILENT, Progress
 
 SWEEPABLE = ascent.HYPERPARAMETERS
 MAX_SETTINGS = 256
-OUTPUT_FILES = ("sweep.png", "sweep.json", "images.npy", "best.py")
+OUTPUT_FILES = ("sweep.png", "sweep.json", "images.npy", "best.py", "config.json")
 PREFIX = "--sweep."
 BEST_RULE = ("most live filters, then the highest median robustness, then the highest median "
              "activation (medians over live filters); the first setting wins a tie")
@@ -120,6 +117,7 @@ class SweepPlan:
   """A checked sweep: the grid points, their settings, and the engine's settings (every swept
   piece on: each key at its largest value)."""
   layer: str
+  filters: tuple[int, ...]
   points: list[dict[str, float]]
   settings: list[AscentSettings]
   engine_settings: AscentSettings
@@ -137,7 +135,8 @@ def plan_sweep(config: ml_collections.ConfigDict, grid: Grid) -> SweepPlan:
     raise JaxvizError(f"the grid has {size} settings "
                       f"({' × '.join(str(len(v)) for v in grid.values())}); a sweep takes at "
                       f"most {MAX_SETTINGS}: sweep fewer values")
-  _, layers, base = job.validate(config)
+  request = gallery_job.validate(config)
+  layers, base = [wanted.layer for wanted in request.layers], request.settings
   if len(layers) != 1:
     raise JaxvizError(f"a sweep is of one layer; config.layer names {len(layers)}: "
                       f"{', '.join(layers)}")
@@ -155,7 +154,7 @@ def plan_sweep(config: ml_collections.ConfigDict, grid: Grid) -> SweepPlan:
     settings.append(s)
   engine_settings = dataclasses.replace(base, **{k: max(v) for k, v in grid.items()})
   engine_settings.validate()
-  return SweepPlan(layers[0], points, settings, engine_settings)
+  return SweepPlan(layers[0], request.layers[0].filters, points, settings, engine_settings)
 
 
 def check_workdir(workdir: str | os.PathLike, config_source: str = "") -> Path:
@@ -186,17 +185,14 @@ def run_sweep(config: ml_collections.ConfigDict, grid: Grid, workdir: str | os.P
   `config_source` is the `--config` the config came from (a shipped name or a file) and
   `overrides` its `--config.KEY=VALUE` texts: `best.py` loads the one and sets the other.
   """
-  from jaxviz.loading import load_model
   progress = progress or SILENT
   plan = plan_sweep(config, grid)
   folder = check_workdir(workdir, config_source)
-  job.prepare_workdir(folder.parent)
-  job.remove_staging(folder)
-  progress(f"loading {config.model} weights")
-  model = load_model(config.model, config.weights or None, dataset=config.dataset,
-                     train_if_missing=True)
+  frame.prepare_workdir(folder.parent)
+  frame.remove_staging(folder)
+  model = frame.load(config, progress)
   engine = FilterEngine(model, plan.layer, plan.engine_settings, config.size)
-  indices = parse_filters(config.filters, engine.num_filters)
+  indices = list(plan.filters)
   progress(f"{len(plan.points)} settings × {len(indices)} filters of {plan.layer}: "
            f"{len(plan.points) * len(indices)} images in one program")
   results = engine.run_settings(plan.settings, indices, seed=config.seed,
@@ -205,11 +201,13 @@ def run_sweep(config: ml_collections.ConfigDict, grid: Grid, workdir: str | os.P
                                 progress=progress)
   summary = summarize(plan.points, results, config.get("preset", ""))
   display = np.stack([model.spec.to_display(r.images) for r in results])
-  picture = render(display, summary["settings"], margin=config.margin,
-                   normalize=not plan.engine_settings.pixels_in_range)
+  picture = sweep_picture(display, summary["settings"], margin=config.margin,
+                          normalize=not plan.engine_settings.pixels_in_range)
   best = summary["settings"][summary["best"]]
   source = best_config_source(config, config_source, overrides or {}, best["values"], folder)
-  write_outputs(folder, picture, summary, np.stack([r.images for r in results]), source)
+  frame.write_folder(folder, {"sweep.png": picture, "sweep.json": summary,
+                              "images.npy": np.stack([r.images for r in results]),
+                              "best.py": source}, config)
   return folder, best
 
 
@@ -254,8 +252,8 @@ def summary_text(entry: dict) -> str:
 
 # --- the picture -----------------------------------------------------------------------------
 
-def render(display: np.ndarray, settings: Sequence[dict], margin: int = 5,
-           normalize: bool = True) -> np.ndarray:
+def sweep_picture(display: np.ndarray, settings: Sequence[dict], margin: int = 5,
+                  normalize: bool = True) -> np.ndarray:
   """sweep.png: `display` `[S, N, H, W, C]` (or `[S, N, D, H, W, C]`, of which image 0 is
   shown) as S rows of N tiles, each row labelled on the left with its values and the columns
   headed by filter numbers; dead filters are black tiles. Returns `[height, width, C]` uint8.
@@ -264,35 +262,14 @@ def render(display: np.ndarray, settings: Sequence[dict], margin: int = 5,
   if display.ndim == 6:
     display = display[:, :, 0]
   s, n, h, w, c = display.shape
-  show = gallery.deprocess if normalize else gallery.true_pixels
+  show = render.deprocess if normalize else render.pixels_uint8
   tiles = np.stack([show(display[i, j]) if not record["dead"] else np.zeros((h, w, c), np.uint8)
                     for i, entry in enumerate(settings)
                     for j, record in enumerate(entry["filters"])])
-  grid = gallery.stitch(tiles, margin, columns=n)
+  grid = render.stitch(tiles, margin, columns=n)
   labels = [describe(entry["values"]) for entry in settings]
   headers = [str(record["filter"]) for record in settings[0]["filters"]]
-  return _frame(grid, labels, headers, h, w, margin)
-
-
-def _frame(grid: np.ndarray, labels: Sequence[str], headers: Sequence[str], h: int, w: int,
-           margin: int) -> np.ndarray:
-  """`grid` with a column of row labels on its left and a row of column headers on top."""
-  mode = "L" if grid.shape[-1] == 1 else "RGB"
-  probe = ImageDraw.Draw(Image.new(mode, (1, 1)))
-  box = lambda text: probe.textbbox((0, 0), text)
-  left = max(box(t)[2] for t in labels) + 2 * margin
-  top = max(box(t)[3] for t in headers) + margin
-  image = Image.new(mode, (left + grid.shape[1], top + grid.shape[0]))
-  image.paste(Image.fromarray(grid[..., 0] if mode == "L" else grid), (left, top))
-  draw = ImageDraw.Draw(image)
-  white = 255 if mode == "L" else (255, 255, 255)
-  for i, text in enumerate(labels):
-    y = top + i * (h + margin) + (h - box(text)[3]) // 2
-    draw.text((margin, y), text, fill=white)
-  for j, text in enumerate(headers):
-    draw.text((left + j * (w + margin) + (w - box(text)[2]) // 2, 0), text, fill=white)
-  out = np.asarray(image)
-  return out[..., None] if out.ndim == 2 else out
+  return render.with_headers(grid, labels, headers, h, w, margin)
 
 
 # --- best.py ---------------------------------------------------------------------------------
@@ -341,19 +318,3 @@ def _lookup(config: ml_collections.ConfigDict, key: str):
   for part in key.split("."):
     node = node[part]
   return node
-
-
-def write_outputs(folder: Path, picture: np.ndarray, summary: dict, images: np.ndarray,
-                  best_source: str) -> None:
-  """Writes the outputs into a hidden folder beside `folder`, then renames it to `folder`."""
-  staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-  staging.chmod(0o755)
-  try:
-    (staging / "sweep.png").write_bytes(gallery.png_bytes(picture))
-    (staging / "sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
-    np.save(staging / "images.npy", images.astype(np.float32))
-    (staging / "best.py").write_text(best_source)
-    job.replace_dir(staging, folder)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
