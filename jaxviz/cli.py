@@ -53,7 +53,8 @@ def _gallery(args, config):
   workdir = require_workdir(args)
   distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
                          args.process_id, args.local_device_ids, timeout=args.init_timeout,
-                         progress=Progress("gallery"))  # before any JAX computation
+                         progress=Progress("gallery"),
+                         heartbeat_timeout=args.heartbeat_timeout)  # before any JAX computation
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
@@ -82,6 +83,9 @@ def _gallery_arguments(parser):
   group.add_argument("--init_timeout", type=float, default=60.0, metavar="SECONDS",
                      help="how long a process waits for the coordinator and the other "
                      "processes at start-up before it stops with an error (default: 60)")
+  group.add_argument("--heartbeat_timeout", type=float, default=20.0, metavar="SECONDS",
+                     help="when a process stops answering for this long, the others stop "
+                     "too instead of waiting for it (default: 20)")
 
 
 def _int_list(text: str) -> list[int]:

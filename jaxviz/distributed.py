@@ -42,6 +42,9 @@ FILTER_AXIS = "filters"
 RESULT_ARRAYS = ("images", "activations", "robustness")  # a chunk's per-filter arrays
 MODES = ("auto", "on", "off")
 INIT_TIMEOUT = 60.0   # seconds for all processes to join, by default (--init_timeout)
+# Seconds without a heartbeat after which a process counts as dead and the others stop
+# (--heartbeat_timeout); JAX's own default, 100 s, leaves a survivor waiting that long.
+HEARTBEAT_TIMEOUT = 20.0
 JAX_TIMEOUT_MARGIN = 30  # JAX's own start-up limit (it aborts the process) comes this much later
 
 
@@ -58,7 +61,8 @@ def launched_as_cluster() -> bool:
 def initialize(mode: str = "auto", coordinator_address: str | None = None,
                num_processes: int | None = None, process_id: int | None = None,
                local_device_ids: Sequence[int] | None = None, timeout: float = INIT_TIMEOUT,
-               progress: Callable[[str], None] | None = None) -> bool:
+               progress: Callable[[str], None] | None = None,
+               heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> bool:
   """Starts JAX's multi-host runtime, before any JAX computation; returns whether it did.
 
   Args:
@@ -74,12 +78,16 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
       process still waiting for its partners prints why and exits with status 2 (JAX's runtime
       cannot be interrupted, and would abort later with a stack trace).
     progress: prints a line when the runtime starts.
+    heartbeat_timeout: seconds without news from a process after which the others count it as
+      dead and stop, instead of waiting for it.
   """
   if mode not in MODES:
     raise JaxvizError(f"distributed must be one of {', '.join(MODES)}; got {mode!r}")
-  if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-      math.isfinite(timeout) and timeout > 0):
-    raise JaxvizError(f"init_timeout must be a number of seconds > 0, got {timeout!r}")
+  for name, value in (("init_timeout", timeout), ("heartbeat_timeout", heartbeat_timeout)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and 0 < value <= 86400):
+      raise JaxvizError(f"{name} must be a number of seconds > 0 (at most a day, 86400), "
+                        f"got {value!r}")
   given = (coordinator_address, num_processes, process_id, local_device_ids)
   if mode == "off" or (mode == "auto" and all(v is None for v in given)
                        and not launched_as_cluster()):
@@ -106,6 +114,7 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
         coordinator_address=coordinator_address, num_processes=num_processes,
         process_id=process_id, local_device_ids=local_device_ids,
         initialization_timeout=math.ceil(left) + JAX_TIMEOUT_MARGIN,
+        heartbeat_timeout_seconds=math.ceil(heartbeat_timeout),
         coordinator_bind_address=coordinator_address if host and is_loopback(host) else None)
   except (ValueError, RuntimeError) as e:
     raise JaxvizError(

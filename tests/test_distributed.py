@@ -200,9 +200,11 @@ def test_waiting_for_the_coordinator_port():
 
 
 def test_bad_start_up_settings_are_refused():
-  for timeout in (0, -1, float("nan"), float("inf")):
+  for timeout in (0, -1, float("nan"), float("inf"), 1e9):
     with pytest.raises(JaxvizError, match="init_timeout must be a number of seconds > 0"):
       distributed.initialize("auto", timeout=timeout)
+    with pytest.raises(JaxvizError, match="heartbeat_timeout must be a number of seconds > 0"):
+      distributed.initialize("auto", heartbeat_timeout=timeout)
   for address in ("127.0.0.1", "127.0.0.1:http", ":8476", "host:0"):
     with pytest.raises(JaxvizError, match="coordinator_address must be HOST:PORT"):
       distributed.initialize("on", coordinator_address=address, num_processes=2, process_id=1)
