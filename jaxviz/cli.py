@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from jaxviz.errors import JaxvizError
@@ -260,7 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+class Terminated(BaseException):
+  """SIGTERM (a scheduler's preemption, `kill`): unwinds like Ctrl-C, so jobs clean up."""
+
+
+def _terminate(signum, frame):
+  raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _terminate)
   parser = build_parser()
   args, extra = parser.parse_known_args(argv)
   _, default_config, handler = COMMANDS[args.command]
@@ -277,9 +289,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   except JaxvizError as e:
     print(f"jaxviz {args.command}: error: {e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print(f"jaxviz {args.command}: interrupted", file=sys.stderr)
-    return 130
+  except (KeyboardInterrupt, Terminated) as e:
+    stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else "stopped by SIGTERM"
+    print(f"jaxviz {args.command}: {stopped}; nothing half-written is left"
+          + ("; rerun the same command to resume" if args.command == "gallery" else ""),
+          file=sys.stderr)
+    return 130 if isinstance(e, KeyboardInterrupt) else 143
   return 0
 
 

@@ -1,7 +1,11 @@
 """The CLI end to end on tiny configs, and every bad input the gallery command must refuse."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -150,3 +154,24 @@ def test_config_file_errors_name_the_file_and_line(tmp_path, capsys, body, messa
   assert re.search(message, err), err
   assert "Traceback" not in err
   assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_cleanly(tmp_path, weights):
+  workdir = tmp_path / "out"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "jaxviz.cli", "gallery", "--workdir", str(workdir),
+       f"--config.weights={weights}", "--config.steps=100000"],
+      stderr=subprocess.PIPE, text=True,
+      env={**os.environ, "JAXVIZ_CACHE": str(tmp_path / "cache")})
+  lines = []
+  for line in proc.stderr:
+    lines.append(line)
+    if "optimizing" in line:
+      break
+  proc.send_signal(signal.SIGTERM)
+  err = "".join(lines) + proc.stderr.read()
+  assert proc.wait(timeout=60) == 143, err
+  assert "jaxviz gallery: stopped by SIGTERM; nothing half-written is left; rerun the same " \
+      "command to resume" in err
+  assert "Traceback" not in err
+  assert not (workdir / "conv2d_2").exists()
