@@ -40,6 +40,10 @@ SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.1  # a cosine schedule ends at this fraction of the step size
 
 # The settings that are traced hyperparameters: other values of these compile nothing.
+# Every step's activation is kept (`[filters, steps + 1]` floats) and each step is a forward and
+# backward pass: past this many, a run takes days and its history more memory than the images.
+MAX_STEPS = 100_000
+
 HYPERPARAMETERS = ("step_size", "decay", "blur_sigma", "clip_norm_percentile",
                    "clip_contribution_percentile", "jitter", "scale", "rotate", "l1_weight",
                    "l2_weight", "tv_weight", "diversity_weight")
@@ -80,6 +84,7 @@ class AscentSettings:
   diversity: int = 1
   diversity_weight: float = 0.0
   robustness_samples: int = 16
+  transform_samples: int = 1
   loop: str = "scan"
   channel_only: bool = True
   image_only_grad: bool = True
@@ -105,12 +110,14 @@ class AscentSettings:
       value = getattr(self, f.name)
       if isinstance(value, float) and not np.isfinite(value):
         raise JaxvizError(f"{f.name} must be a finite number, got {value}")
-    if self.steps <= 0:
-      raise JaxvizError(f"steps must be ≥ 1, got {self.steps}")
+    if not 1 <= self.steps <= MAX_STEPS:
+      raise JaxvizError(f"steps must be in 1..{MAX_STEPS}, got {self.steps}")
     if self.step_size <= 0:
       raise JaxvizError(f"step_size must be > 0, got {self.step_size}")
     if self.loop not in LOOPS:
       raise unknown("loop", self.loop, LOOPS)
+    if self.optimizer not in OPTIMIZERS:
+      raise unknown("optimizer", self.optimizer, OPTIMIZERS)
     if self.schedule not in SCHEDULES:
       raise unknown("schedule", self.schedule, SCHEDULES)
     if self.objective not in OBJECTIVES:
@@ -139,6 +146,8 @@ class AscentSettings:
         raise JaxvizError(f"{name} must be ≥ 0, got {getattr(self, name)}")
     if not 1 <= self.diversity <= 64:
       raise JaxvizError(f"diversity (images per filter) must be in 1..64, got {self.diversity}")
+    if not 1 <= self.transform_samples <= 64:
+      raise JaxvizError(f"transform_samples must be in 1..64, got {self.transform_samples}")
     if not 0 <= self.robustness_samples <= 256:
       raise JaxvizError(f"robustness_samples must be in 0..256, got {self.robustness_samples}")
     if self.pixels_in_range:
@@ -156,9 +165,9 @@ def make_optimizer(name: str, learning_rate: float | jax.Array, schedule: str = 
                    steps: int = 1) -> optax.GradientTransformation:
   """`optax.<name>` with its learning rate as an injected (traceable) hyperparameter: constant,
   or along a cosine from `learning_rate` down to `COSINE_FLOOR` of it over `steps` steps."""
-  factory = getattr(optax, name, None)
-  if name not in OPTIMIZERS and not callable(factory):
+  if name not in OPTIMIZERS:  # optax has others, but not all take a plain gradient step
     raise unknown("optimizer", name, OPTIMIZERS)
+  factory = getattr(optax, name)
   def cosine(count):
     done = jnp.minimum(count, steps) / max(steps, 1)
     return learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + jnp.cos(jnp.pi * done)))
@@ -259,9 +268,17 @@ def step(a: Ascent, params: Params, v: jax.Array, opt_state, keys: jax.Array,
   step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step_index)
 
   def total(v):
-    followed, reported = jax.vmap(filter_value, in_axes=(None, None, 0, 0, 0, None))(
-        a, params, v, filters, step_keys, hp)
-    return jnp.sum(followed), reported
+    # The expectation over `transform_samples` random transforms of each image (draw 0 is the
+    # step's own key, so one sample is the plain step).
+    followed, reported = 0.0, None
+    for k in range(a.settings.transform_samples):
+      sample_keys = step_keys if k == 0 else jax.vmap(jax.random.fold_in, in_axes=(0, None))(
+          step_keys, k)
+      value, shown = jax.vmap(filter_value, in_axes=(None, None, 0, 0, 0, None))(
+          a, params, v, filters, sample_keys, hp)
+      followed = followed + jnp.sum(value) / a.settings.transform_samples
+      reported = shown if reported is None else reported + shown
+    return followed, reported / a.settings.transform_samples
 
   grads, activations = jax.grad(total, has_aux=True)(v)
   optimizer = _optimizer(a, hp)

@@ -74,6 +74,12 @@ class GalleryRequest:
   layers: tuple[LayerRequest, ...]
 
 
+def check_seed(seed: int) -> None:
+  """Seeds key numpy's and JAX's generators, which take whole numbers 0 … 2³² − 1."""
+  if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    raise JaxvizError(f"seed must be a whole number in 0 … {2**32 - 1}, got {seed!r}")
+
+
 def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   """Checks the whole config against the model before anything is loaded or computed."""
   spec = get_spec(config.model)
@@ -83,6 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   spec.input_shape_for(config.size)
   settings = AscentSettings.from_config(config)
   settings.validate()
+  check_seed(config.seed)
   layers = []
   for layer in names:
     filters = parse_indices(config.filters, objectives.num_filters(spec, layer))

@@ -23,7 +23,7 @@ from jaxviz import chunking, gallery, images as images_lib, render
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.jobs import frame
-from jaxviz.jobs.gallery import resolve_layers
+from jaxviz.jobs.gallery import check_seed, resolve_layers
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
 from jaxviz.progress import Progress
@@ -105,6 +105,7 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
   def check():
     settings.validate()
+    check_seed(config.seed)
     if config.passes < 1:
       raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
     gallery.check_layout(0, config.margin)
