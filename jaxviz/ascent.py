@@ -84,7 +84,6 @@ class AscentSettings:
   diversity: int = 1
   diversity_weight: float = 0.0
   robustness_samples: int = 16
-  transform_samples: int = 1
   loop: str = "scan"
   channel_only: bool = True
   image_only_grad: bool = True
@@ -146,8 +145,6 @@ class AscentSettings:
         raise JaxvizError(f"{name} must be ≥ 0, got {getattr(self, name)}")
     if not 1 <= self.diversity <= 64:
       raise JaxvizError(f"diversity (images per filter) must be in 1..64, got {self.diversity}")
-    if not 1 <= self.transform_samples <= 64:
-      raise JaxvizError(f"transform_samples must be in 1..64, got {self.transform_samples}")
     if not 0 <= self.robustness_samples <= 256:
       raise JaxvizError(f"robustness_samples must be in 0..256, got {self.robustness_samples}")
     if self.pixels_in_range:
@@ -268,17 +265,9 @@ def step(a: Ascent, params: Params, v: jax.Array, opt_state, keys: jax.Array,
   step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step_index)
 
   def total(v):
-    # The expectation over `transform_samples` random transforms of each image (draw 0 is the
-    # step's own key, so one sample is the plain step).
-    followed, reported = 0.0, None
-    for k in range(a.settings.transform_samples):
-      sample_keys = step_keys if k == 0 else jax.vmap(jax.random.fold_in, in_axes=(0, None))(
-          step_keys, k)
-      value, shown = jax.vmap(filter_value, in_axes=(None, None, 0, 0, 0, None))(
-          a, params, v, filters, sample_keys, hp)
-      followed = followed + jnp.sum(value) / a.settings.transform_samples
-      reported = shown if reported is None else reported + shown
-    return followed, reported / a.settings.transform_samples
+    followed, reported = jax.vmap(filter_value, in_axes=(None, None, 0, 0, 0, None))(
+        a, params, v, filters, step_keys, hp)
+    return jnp.sum(followed), reported
 
   grads, activations = jax.grad(total, has_aux=True)(v)
   optimizer = _optimizer(a, hp)
