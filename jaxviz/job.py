@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult, parse_filters
 from jaxviz.errors import JaxvizError
+from jaxviz.eta import WorkClock
 from jaxviz.loading import load_model
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
@@ -130,16 +132,22 @@ def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: P
   progress(f"computing on {distributed.describe()}"
            + (f"; resuming the run in {root}" if resuming else ""))
   out = root / layers[-1]
+  clock = WorkClock()  # one rate for all layers: estimates improve as the run goes
   for i, layer in enumerate(layers):
     out = run_layer(model, layer, settings, config, state,
-                    lambda message: progress(f"{layer} ({i + 1}/{len(layers)}): {message}"))
+                    lambda message: progress(f"{layer} ({i + 1}/{len(layers)}): {message}"),
+                    clock)
   return out
 
 
 def run_layer(model: Model, layer: str, settings: AscentSettings,
               config: ml_collections.ConfigDict, state: RunState,
-              progress: Callable[[str], None]) -> Path:
-  """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
+              progress: Callable[[str], None], clock: WorkClock | None = None) -> Path:
+  """Computes the missing chunks of one layer, then (process 0) writes its outputs.
+
+  With `clock`, progress lines estimate the time left for the layer from the rate of the
+  chunks finished so far (in this layer and, through the same clock, in earlier ones).
+  """
   engine = FilterEngine(model, layer, settings, config.size)
   indices = parse_filters(config.filters, engine.num_filters)
   folder = state.workdir / layer
@@ -157,19 +165,31 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
     return folder
   chunks = plan_chunks(indices, plan["chunk_size"])
   todo = plan["todo"]
+  clock = clock or WorkClock()
+
+  def eta(filters: int) -> str:  # in filter-steps: on CPU, per-image costs outweigh FLOP
+    text = clock.describe(filters * settings.steps)
+    return f"; {text}" if text else ""
+
+  remaining = sum(len(chunks[i]) for i in todo)
   if len(todo) < len(chunks):
     progress(f"resuming: {len(chunks) - len(todo)}/{len(chunks)} chunks already done, "
-             f"computing {len(todo)}")
+             f"computing {len(todo)}" + eta(remaining))
   else:
     progress(f"optimizing {len(indices)} filters in {len(chunks)} chunk"
-             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else ""))
+             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else "") + eta(remaining))
   done = len(chunks) - len(todo)
+  start = time.perf_counter()
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
                                                  config.seed):
+    clock.record(len(chunks[index]) * settings.steps, time.perf_counter() - start)
+    start = time.perf_counter()
     state.save_chunk(layer, index, result)
     done += 1
+    remaining -= len(chunks[index])
     left = len(chunks) - done
-    progress(f"chunk {index + 1}/{len(chunks)} done" + (f", {left} to go" if left else ""))
+    progress(f"chunk {index + 1}/{len(chunks)} done"
+             + (f", {left} to go{eta(remaining)}" if left else ""))
 
   def assemble():
     result = state.layer_result(layer, indices, plan["chunk_size"])
