@@ -13,7 +13,7 @@ from jaxviz.models.spec import ModelSpec
 from jaxviz.views import render
 
 THUMB_SIDE = 96    # tiles larger than this are shrunk for the layer pages; details keep all
-WEIGHT_SIDE = 60   # first-layer weights are enlarged (nearest neighbour) to this many pixels
+WEIGHT_SIDE = 100  # first-layer weights are enlarged (nearest neighbour) to this many pixels
 
 
 def tiles(spec: ModelSpec, images: np.ndarray, bounded: bool) -> np.ndarray:

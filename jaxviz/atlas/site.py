@@ -82,10 +82,13 @@ class SiteInput:
 
 
 def environment() -> jinja2.Environment:
-  return jinja2.Environment(loader=jinja2.PackageLoader("jaxviz.atlas", "templates"),
-                            autoescape=jinja2.select_autoescape(["html"]),
-                            trim_blocks=True, lstrip_blocks=True,
-                            undefined=jinja2.StrictUndefined)
+  """The templates of `jaxviz/atlas/templates/`, HTML-escaped, with the `number` filter."""
+  env = jinja2.Environment(loader=jinja2.PackageLoader("jaxviz.atlas", "templates"),
+                           autoescape=jinja2.select_autoescape(["html"]),
+                           trim_blocks=True, lstrip_blocks=True,
+                           undefined=jinja2.StrictUndefined)
+  env.filters["number"] = number
+  return env
 
 
 def best_first(records: list[dict]) -> list[int]:
@@ -98,13 +101,13 @@ def best_first(records: list[dict]) -> list[int]:
 
 
 def number(value, digits: int = 3) -> str:
+  """`0.12345` → "0.123"; None (dead or not measured) → "–"."""
   return "–" if value is None else f"{value:.{digits}g}"
 
 
 def build(folder: Path, site: SiteInput) -> int:
   """Writes the whole site into `folder` (existing, empty); returns the number of pages."""
   env = environment()
-  env.filters["number"] = number
   shutil.copyfile(Path(__file__).parent / "templates" / "style.css", folder / "style.css")
   pages = 0
   layers = []
@@ -169,7 +172,7 @@ def _write_layer(env: jinja2.Environment, folder: Path, layer: LayerInput,
       entry["weights"] = f"weights/{f}.png"
       (out / entry["weights"]).write_bytes(pictures.png(weight_tiles[i]))
     if layer.examples is not None:
-      entry["examples"] = _write_examples(out, f, layer.examples, i, site.dataset)
+      entry["examples"] = _write_examples(out, f, layer.examples, site.dataset)
     filters.append(entry)
   robust = [r["robustness"] for r in layer.records if r["robustness"] is not None]
   summary = {"name": layer.name, "page": f"{layer.name}/index.html", "live": live,
@@ -189,9 +192,9 @@ def _write_layer(env: jinja2.Environment, folder: Path, layer: LayerInput,
   return summary
 
 
-def _write_examples(out: Path, f: int, top: examples_lib.TopExamples, i: int,
+def _write_examples(out: Path, f: int, top: examples_lib.TopExamples,
                     dataset: DatasetInput) -> list[dict]:
-  """Filter `f`'s (position `i` in the layer) dataset examples as overlay PNGs."""
+  """Filter `f`'s dataset examples as overlay PNGs, with what the page says of each."""
   indices = top.indices[f]
   shown = examples_lib.overlays(dataset.pixels[indices], top.maps[f], EXAMPLE_SIDE)
   entries = []
