@@ -1,11 +1,10 @@
 """Time-left estimates for long jobs, from the rate at which work got done so far.
 
-Work is counted in any unit proportional to time (the gallery counts filter-steps: images ×
-ascent steps).
+Work is counted in any unit roughly proportional to time (the gallery counts chunks).
 
     clock = WorkClock()
-    clock.record(work=640, seconds=2.0)       # a finished chunk
-    clock.left(1280)                          # ≈ 4.0 s for twice the work
+    clock.record(work=1, seconds=2.0)         # a finished chunk
+    clock.left(3)                             # ≈ 6.0 s for three more
     format_seconds(75)                        # "1 min 15 s"
 """
 

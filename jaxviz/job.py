@@ -132,7 +132,7 @@ def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: P
   progress(f"computing on {distributed.describe()}"
            + (f"; resuming the run in {root}" if resuming else ""))
   out = root / layers[-1]
-  clock = WorkClock()  # one rate for all layers: estimates improve as the run goes
+  clock = WorkClock()  # the last computed layer's seconds per chunk
   for i, layer in enumerate(layers):
     out = run_layer(model, layer, settings, config, state,
                     lambda message: progress(f"{layer} ({i + 1}/{len(layers)}): {message}"),
@@ -145,8 +145,10 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
               progress: Callable[[str], None], clock: WorkClock | None = None) -> Path:
   """Computes the missing chunks of one layer, then (process 0) writes its outputs.
 
-  With `clock`, progress lines estimate the time left for the layer from the rate of the
-  chunks finished so far (in this layer and, through the same clock, in earlier ones).
+  Progress lines estimate the time left for the layer in chunks: from this layer's finished
+  chunks once there are any, before that from `clock`, the previous layer's. The cost of a
+  chunk follows its layer more than its FLOP (compiling and per-image work weigh much on CPU),
+  so the previous layer's rate is the best guess; when the layer ends, `clock` holds its rate.
   """
   engine = FilterEngine(model, layer, settings, config.size)
   indices = parse_filters(config.filters, engine.num_filters)
@@ -165,31 +167,32 @@ def run_layer(model: Model, layer: str, settings: AscentSettings,
     return folder
   chunks = plan_chunks(indices, plan["chunk_size"])
   todo = plan["todo"]
-  clock = clock or WorkClock()
+  previous = clock or WorkClock()
+  own = WorkClock()
 
-  def eta(filters: int) -> str:  # in filter-steps: on CPU, per-image costs outweigh FLOP
-    text = clock.describe(filters * settings.steps)
+  def eta(left: int) -> str:
+    text = (own if own.seconds else previous).describe(left)
     return f"; {text}" if text else ""
 
-  remaining = sum(len(chunks[i]) for i in todo)
   if len(todo) < len(chunks):
     progress(f"resuming: {len(chunks) - len(todo)}/{len(chunks)} chunks already done, "
-             f"computing {len(todo)}" + eta(remaining))
+             f"computing {len(todo)}" + eta(len(todo)))
   else:
     progress(f"optimizing {len(indices)} filters in {len(chunks)} chunk"
-             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else "") + eta(remaining))
+             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else "") + eta(len(todo)))
   done = len(chunks) - len(todo)
   start = time.perf_counter()
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
                                                  config.seed):
-    clock.record(len(chunks[index]) * settings.steps, time.perf_counter() - start)
+    own.record(1, time.perf_counter() - start)
     start = time.perf_counter()
     state.save_chunk(layer, index, result)
     done += 1
-    remaining -= len(chunks[index])
     left = len(chunks) - done
     progress(f"chunk {index + 1}/{len(chunks)} done"
-             + (f", {left} to go{eta(remaining)}" if left else ""))
+             + (f", {left} to go{eta(left)}" if left else ""))
+  if clock is not None and own.seconds:
+    clock.work, clock.seconds = own.work, own.seconds
 
   def assemble():
     result = state.layer_result(layer, indices, plan["chunk_size"])

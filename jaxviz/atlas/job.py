@@ -125,12 +125,6 @@ def run_atlas(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
 def _run(config, root: Path, spec: ModelSpec, layers: list[str], progress: Progress,
          wait: bool) -> Path:
-  name = dataset_name(config, spec)
-  dataset = None
-  if name:
-    progress(f"loading the {name} {config.example_split} split")
-    images, labels = data.load_dataset(name, config.example_split)
-    dataset = (name, images, labels)
   job.run_gallery(gallery_config(config), root, progress=progress, wait=wait)
   model = load_model(config.model, config.weights or None, dataset=config.dataset,
                      train_if_missing=True)
@@ -142,7 +136,7 @@ def _run(config, root: Path, spec: ModelSpec, layers: list[str], progress: Progr
     progress(f"site already up to date → {index}")
     return index
   start = time.perf_counter()
-  site = _site_input(config, root, model, layers, classes, dataset, progress)
+  site = _site_input(config, root, model, layers, classes, progress)
   job.remove_staging(target)
   staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{SITE}."))
   staging.chmod(0o755)
@@ -225,13 +219,15 @@ def _site_digest_of(target: Path) -> str | None:
 
 
 def _site_input(config, root: Path, model: Model, layers: list[str], classes: dict | None,
-                dataset, progress: Progress) -> site_lib.SiteInput:
+                progress: Progress) -> site_lib.SiteInput:
   spec = model.spec
   size = config.size or None
   top = {}
   dataset_input = None
-  if dataset is not None:
-    name, images, labels = dataset
+  name = dataset_name(config, spec)
+  if name:
+    progress(f"examples: loading the {name} {config.example_split} split")
+    images, labels = data.load_dataset(name, config.example_split)
     start = time.perf_counter()
     inputs = spec.preprocess(images * 255.0)
     top = examples_lib.top_examples(model, inputs, layers, config.examples, config.example_rank)
