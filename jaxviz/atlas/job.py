@@ -135,8 +135,8 @@ def _run(config, root: Path, spec: ModelSpec, layers: list[str], progress: Progr
   if _site_digest_of(target) == digest and index.is_file():
     progress(f"site already up to date → {index}")
     return index
-  start = time.perf_counter()
   site = _site_input(config, root, model, layers, classes, progress)
+  start = time.perf_counter()
   job.remove_staging(target)
   staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{SITE}."))
   staging.chmod(0o755)
