@@ -16,6 +16,7 @@ Everything cheap is checked before anything is written. One atlas run at a time 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -98,13 +99,13 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str]]:
   if spec.name == "lenet" and config.dataset not in data.LOADERS:
     raise unknown("dataset", config.dataset, sorted(data.LOADERS))
   if wants_classes(config):
-    settings = classes_config(config)
+    view_config = classes_config(config)
     if config.passes < 1:
       raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
     if config.class_loop not in ("scan", "unroll", "python"):
       raise unknown("class_loop", config.class_loop, ("scan", "unroll", "python"))
     if spec.num_classes > 0:
-      classes_lib.parse_classes(spec, settings.classes)
+      classes_lib.parse_classes(spec, view_config.classes)
   return spec, layers
 
 
@@ -164,7 +165,6 @@ def _lock(root: Path, wait: bool, progress: Progress):
                         "not share a workdir. Wait until it ends (--wait waits for it), or "
                         "choose another --workdir.")
     progress(f"waiting for {holder} to finish with {root}")
-    import fcntl
     fcntl.flock(handle, fcntl.LOCK_EX)
   handle.seek(0)
   handle.truncate()
@@ -181,18 +181,18 @@ def _classes(config, root: Path, model: Model, progress: Progress) -> dict | Non
   if model.spec.num_classes <= 0:
     progress(f"no classes section: {model.spec.name} as loaded has no classifier top")
     return None
-  settings = classes_config(config)
+  view_config = classes_config(config)
   folder = root / "classes"
   done = folder / "classes.json"
   try:
     same = (json.loads((folder / "config.json").read_text())
-            == json.loads(json.dumps(settings.to_dict())) and done.is_file())
+            == json.loads(json.dumps(view_config.to_dict())) and done.is_file())
   except (OSError, ValueError):
     same = False
   if same:
     progress(f"classes: already done → {folder}")
   else:
-    view_jobs.run_classes(settings, root, lambda message: progress(f"classes: {message}"))
+    view_jobs.run_classes(view_config, root, lambda message: progress(f"classes: {message}"))
   records = json.loads(done.read_text())
   return {"records": records, "folder": folder}
 

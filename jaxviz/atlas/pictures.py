@@ -1,9 +1,7 @@
-"""The atlas's pictures, each a small PNG: filter tiles, activation curves (matplotlib, Agg),
-first-layer weights and dataset examples with a filter's map over them."""
+"""The atlas's pictures, each a small PNG: filter tiles, activation curves (matplotlib, Agg)
+and first-layer weights. (Dataset examples are drawn by `jaxviz.views.examples.overlays`.)"""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 from PIL import Image
