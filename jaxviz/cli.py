@@ -11,6 +11,7 @@
     jaxviz bench [--config NAME|PATH] [--json] [--config.KEY=VALUE ...]
     jaxviz weights | feature-maps | classes | gradcam --workdir DIR [--config.KEY=VALUE ...]
     jaxviz attribution --workdir DIR [--method saliency|guided|deconvnet] [--config.KEY=VALUE ...]
+    jaxviz atlas --workdir DIR [--wait] [--config.KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -217,6 +218,22 @@ def _attribution_arguments(parser):
 
 
 _attribution.add_arguments = _attribution_arguments
+
+
+@command("atlas", "every conv layer's filters, the classes and dataset examples as a static "
+         "HTML site", "atlas")
+def _atlas(args, config):
+  from jaxviz.jobs import atlas
+  print(atlas.run_atlas(config, require_workdir(args), wait=args.wait))
+
+
+def _atlas_arguments(parser):
+  parser.add_argument("--wait", action="store_true",
+                      help="when another run is using the workdir, wait for it to end instead "
+                      "of stopping with an error")
+
+
+_atlas.add_arguments = _atlas_arguments
 
 
 def require_workdir(args) -> str:

@@ -49,6 +49,14 @@ def deprocess(x: np.ndarray) -> np.ndarray:
   return (standardize(x, 0.1, eps=1e-5) * 255).astype(np.uint8)
 
 
+def optimized_tiles(spec: ModelSpec, images: np.ndarray, bounded: bool) -> np.ndarray:
+  """Optimized images `[N, H, W, C]` (model input space) → `[N, H, W, C]` uint8 as every
+  jaxviz picture shows them: their true pixels when the parameterization keeps them in range
+  (`bounded`), else the seeds' normalized display (`deprocess`)."""
+  show = pixels_uint8 if bounded else deprocess
+  return np.stack([show(x) for x in spec.to_display(np.asarray(images, np.float32))])
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
   """Values in [0, 1] (clipped) → uint8 0–255."""
   return (np.clip(np.asarray(x, np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

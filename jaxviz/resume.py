@@ -196,30 +196,8 @@ class RunState:
     When another run holds it, raises a `JaxvizError` naming that process, or with `wait`
     reports it and waits until it ends. The lock goes with `release` or with the process.
     """
-    try:
-      self.root.mkdir(parents=True, exist_ok=True)
-      handle = open(self.lock_path, "a+")
-    except OSError as e:
-      raise JaxvizError(f"cannot create the lock file {self.lock_path}: {e.strerror or e}. "
-                        "Choose a writable --workdir.") from None
-    try:
-      if not try_flock(handle):
-        holder = describe_holder(handle)
-        if not wait:
-          raise JaxvizError(
-              f"workdir {str(self.workdir)!r} is in use by {holder}; two runs must not share a "
-              "workdir. Wait until that run ends (--wait waits for it), or choose another "
-              "--workdir.")
-        self.report(f"waiting for {holder} to finish with {self.workdir}")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-      handle.seek(0)
-      handle.truncate()
-      handle.write(json.dumps(holder_record()) + "\n")
-      handle.flush()
-    except BaseException:
-      handle.close()
-      raise
-    self._lock = handle
+    self.root.mkdir(parents=True, exist_ok=True)
+    self._lock = hold_lock(self.lock_path, self.workdir, wait, self.report)
 
   def release(self) -> None:
     """Unlocks the workdir, if this run locked it."""
@@ -405,6 +383,38 @@ class RunState:
       self.report(f"damaged resume file {path} ({e}); starting that part again")
       path.unlink(missing_ok=True)
       return None
+
+
+def hold_lock(path: Path, workdir: Path, wait: bool, report: Callable[[str], None]):
+  """Locks `path` (`flock`) for this process and writes its name there; returns the open
+  handle, which holds the lock until it is closed or the process ends.
+
+  When another run holds it, raises a `JaxvizError` naming that process, or with `wait`
+  reports it and waits until it ends.
+  """
+  try:
+    handle = open(path, "a+")
+  except OSError as e:
+    raise JaxvizError(f"cannot create the lock file {path}: {e.strerror or e}. "
+                      "Choose a writable --workdir.") from None
+  try:
+    if not try_flock(handle):
+      holder = describe_holder(handle)
+      if not wait:
+        raise JaxvizError(
+            f"workdir {str(workdir)!r} is in use by {holder}; two runs must not share a "
+            "workdir. Wait until that run ends (--wait waits for it), or choose another "
+            "--workdir.")
+      report(f"waiting for {holder} to finish with {workdir}")
+      fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(holder_record()) + "\n")
+    handle.flush()
+  except BaseException:
+    handle.close()
+    raise
+  return handle
 
 
 def try_flock(handle) -> bool:

@@ -48,6 +48,21 @@ def test_colour_tiles_are_in_display_order():
   assert tiles.min() == 0 and tiles.max() == 255  # layer min and max reach black and white
 
 
+def test_grey_tiles_divide_out_the_display_scale():
+  """LeNet's inputs are in [0, 1] and display as 0–255: the tiles still span the layer's range
+  rather than saturating."""
+  from jaxviz import get_spec
+  from jaxviz.models import lenet
+  spec = get_spec("lenet")
+  kernel = np.linspace(-1, 1, 5 * 5 * 20, dtype=np.float32).reshape(5, 5, 1, 20)
+  model = Model(spec, {"conv2d_1": {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(20)}})
+  view = wt.filter_weights(model, "conv2d_1")
+  tiles = wt.filter_tiles(spec, view)
+  assert lenet.to_display(np.ones(1))[0] == 255.0
+  np.testing.assert_allclose(tiles, np.round(view.normalized() * 255), atol=1)
+  assert tiles.min() == 0 and tiles.max() == 255
+
+
 def test_deeper_layers_are_shown_per_channel():
   model = colour_model()
   view = wt.filter_weights(model, "conv2")

@@ -10,11 +10,12 @@ yields `(folder, files, message)` per output folder; each is written by `write_f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,10 +81,7 @@ def write_folder(folder: Path, files: Files, config: ml_collections.ConfigDict) 
   """Writes `files` and config.json into a hidden folder beside `folder`, then renames it to
   `folder` (replacing an older one). Pictures are uint8 `[H, W, 1 or 3]`; float arrays are
   saved as float32."""
-  folder.parent.mkdir(parents=True, exist_ok=True)
-  staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-  staging.chmod(0o755)
-  try:
+  with staged_folder(folder) as staging:
     for name, value in {**files, "config.json": config.to_dict()}.items():
       path = staging / name
       path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +94,22 @@ def write_folder(folder: Path, files: Files, config: ml_collections.ConfigDict) 
         path.write_text(value)
       else:
         path.write_text(json.dumps(value, indent=1) + "\n")
+  return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+  """A hidden folder beside `folder` to write into: renamed to `folder` (replacing an older
+  one) when the block ends, deleted when it raises, so `folder` is whole or absent."""
+  folder.parent.mkdir(parents=True, exist_ok=True)
+  staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+  staging.chmod(0o755)
+  try:
+    yield staging
     replace_dir(staging, folder)
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  return folder
 
 
 def remove_staging(folder: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import ml_collections
 from jaxviz import chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
+from jaxviz.eta import WorkClock
 from jaxviz.jobs import frame
 from jaxviz.models import get_spec
 from jaxviz.models.spec import Model, ModelSpec
@@ -144,17 +146,25 @@ def _run_gallery(config: ml_collections.ConfigDict, state: RunState, progress: P
   progress(f"computing on {distributed.describe()}"
            + (f"; resuming the run in {root}" if resuming else ""))
   out = root
+  clock = WorkClock()  # the last computed layer's seconds per chunk
   for i, wanted in enumerate(request.layers):
     out = run_layer(model, wanted, request, config, state,
                     lambda message: progress(f"{wanted.layer} ({i + 1}/{len(request.layers)}): "
-                                             f"{message}"))
+                                             f"{message}"),
+                    clock)
   return out
 
 
 def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
               config: ml_collections.ConfigDict, state: RunState,
-              progress: Callable[[str], None]) -> Path:
-  """Computes the missing chunks of one layer, then (process 0) writes its outputs."""
+              progress: Callable[[str], None], clock: WorkClock | None = None) -> Path:
+  """Computes the missing chunks of one layer, then (process 0) writes its outputs.
+
+  Progress lines estimate the time left for the layer in chunks: from this layer's finished
+  chunks once there are any, before that from `clock`, the previous layer's. The cost of a
+  chunk follows its layer more than its FLOP (compiling and per-image work weigh much on CPU),
+  so the previous layer's rate is the best guess; when the layer ends, `clock` holds its rate.
+  """
   layer, indices = wanted.layer, list(wanted.filters)
   engine = FilterEngine(model, layer, request.settings, request.size)
   folder = state.workdir / layer
@@ -171,19 +181,32 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
     return folder
   chunks = chunking.split(indices, plan["chunk_size"])
   todo = plan["todo"]
+  previous = clock or WorkClock()
+  own = WorkClock()
+
+  def eta(left: int) -> str:
+    text = (own if own.seconds else previous).describe(left)
+    return f"; {text}" if text else ""
+
   if len(todo) < len(chunks):
     progress(f"resuming: {len(chunks) - len(todo)}/{len(chunks)} chunks already done, "
-             f"computing {len(todo)}")
+             f"computing {len(todo)}" + eta(len(todo)))
   else:
     progress(f"optimizing {len(indices)} filters in {len(chunks)} chunk"
-             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else ""))
+             + (f"s of ≤{plan['chunk_size']}" if len(chunks) > 1 else "") + eta(len(todo)))
   done = len(chunks) - len(todo)
+  start = time.perf_counter()
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
                                                  request.seed):
+    own.record(1, time.perf_counter() - start)
+    start = time.perf_counter()
     state.save_chunk(layer, index, result)
     done += 1
     left = len(chunks) - done
-    progress(f"chunk {index + 1}/{len(chunks)} done" + (f", {left} to go" if left else ""))
+    progress(f"chunk {index + 1}/{len(chunks)} done"
+             + (f", {left} to go{eta(left)}" if left else ""))
+  if clock is not None and own.seconds:
+    clock.work, clock.seconds = own.work, own.seconds
 
   def assemble():
     result = state.layer_result(layer, indices, plan["chunk_size"])

@@ -122,14 +122,14 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         model, classes, settings, passes=config.passes, seed=config.seed,
         size=config.size or None, chunk_size=config.chunk_size, progress=progress)
     bounded = settings.pixels_in_range
-    shown = _deprocessed(model, result.images, bounded)
+    shown = render.optimized_tiles(model.spec, result.images, bounded)
     reread = _logits(model, model.spec.preprocess(shown.astype(np.float32))).argmax(-1)
     labels = ([f"{c}->{p}" for c, p in zip(result.classes, result.predicted)]
               if config.labels else None)
     first_labels = [str(c) for c in result.classes] if config.labels else None
     files = {
         "classes.png": _tile_grid(shown, config.margin, labels),
-        "first_pass.png": _tile_grid(_deprocessed(model, result.first_pass, bounded),
+        "first_pass.png": _tile_grid(render.optimized_tiles(model.spec, result.first_pass, bounded),
                                      config.margin, first_labels),
         "images.npy": result.images, "logits.npy": result.logits,
         "activations.npy": result.activations,
@@ -273,13 +273,6 @@ def _images(config: ml_collections.ConfigDict, model: Model) -> images_lib.Image
 
 def _logits(model: Model, x: np.ndarray) -> np.ndarray:
   return np.asarray(model.features(x, model.spec.logits_layer, output="pre_activation"))
-
-
-def _deprocessed(model: Model, images: np.ndarray, bounded: bool = False) -> np.ndarray:
-  """Optimized images `[N, H, W, C]` → `[N, H, W, C]` uint8: their true pixels when the
-  parameterization keeps them in range (`bounded`), else the seeds' normalized display."""
-  show = render.pixels_uint8 if bounded else render.deprocess
-  return np.stack([show(x) for x in model.spec.to_display(images)])
 
 
 def _caption(batch: images_lib.ImageBatch, i: int) -> str:

@@ -76,8 +76,9 @@ def filter_tiles(spec: ModelSpec, view: WeightsView) -> np.ndarray:
     raise JaxvizError(f"layer {view.layer!r} takes {channels} channels, not the image's "
                       f"{spec.input_shape[-1]}: its filters are shown per channel only")
   # The channels in display order (VGG16's BGR weights → RGB); the layer's range still maps
-  # to 0–1, as display conventions reorder channels but keep their scale.
-  return render.to_uint8(render.linear_display(spec, view.normalized()))
+  # to 0–1: the display's scale (LeNet's inputs in [0, 1] show as 0–255) is divided out.
+  scale = np.abs(render.linear_display(spec, np.ones((1, channels), np.float32))).max()
+  return render.to_uint8(render.linear_display(spec, view.normalized()) / scale)
 
 
 def filters_picture(spec: ModelSpec, view: WeightsView, margin: int = 2,

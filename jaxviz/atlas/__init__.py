@@ -1,0 +1,2 @@
+"""The atlas: every conv layer's filter images, the class images and dataset examples, as a
+static HTML site (`jaxviz atlas`)."""
