@@ -204,14 +204,34 @@ def describe() -> str:
 
 # --- agreeing across processes -------------------------------------------------------------------
 
+def _collective(fn):
+  """Runs a collective `fn`; when it fails because a partner process has stopped (killed, its
+  host lost), raises a `JaxvizError` that says what to do. (A partner that dies while this
+  process computes is noticed by JAX's heartbeat instead, which ends the process itself after
+  `--heartbeat_timeout` seconds.)"""
+  def run(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except jax.errors.JaxRuntimeError as e:
+      raise JaxvizError(
+          f"another process stopped, so this one stops too ({str(e).splitlines()[0]}). Start "
+          "the same command again on every process: it resumes from the chunks already "
+          "saved.") from None
+  return run
+
+
+_gather = _collective(multihost_utils.process_allgather)
+_broadcast = _collective(multihost_utils.broadcast_one_to_all)
+
+
 def broadcast_json(value=None):
   """Process 0's `value` (anything JSON can hold) on every process; other processes pass None."""
   if process_count() == 1:
     return value
   text = json.dumps(value).encode() if is_leader() else b""
-  size = int(multihost_utils.broadcast_one_to_all(np.array([len(text)], np.int64))[0])
+  size = int(_broadcast(np.array([len(text)], np.int64))[0])
   data = np.frombuffer(text, np.uint8) if is_leader() else np.zeros(size, np.uint8)
-  data = multihost_utils.broadcast_one_to_all(data)
+  data = _broadcast(data)
   return json.loads(np.asarray(data, np.uint8).tobytes().decode())
 
 
@@ -249,7 +269,7 @@ def on_every_process(fn: Callable[[], object]):
     value, error = fn(), None
   except JaxvizError as e:
     value, error = None, e
-  failed = np.asarray(multihost_utils.process_allgather(
+  failed = np.asarray(_gather(
       np.array([error is not None], np.int32))).reshape(-1)
   if error is not None:
     raise error
@@ -264,7 +284,7 @@ def check_agreement(what: str, value: str) -> None:
   if process_count() == 1:
     return
   digest = np.frombuffer(hashlib.sha256(value.encode()).digest(), np.uint8)
-  everyone = np.asarray(multihost_utils.process_allgather(digest))
+  everyone = np.asarray(_gather(digest))
   differ = [p for p in range(len(everyone)) if not np.array_equal(everyone[p], everyone[0])]
   if differ:
     raise JaxvizError(f"processes {differ} have a different {what} than process 0. Start every "
@@ -324,7 +344,7 @@ def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
     arrays = run_slots(engine, work, chunk_size, seed, mesh)
     arrays["ids"] = np.array(mine + [-1] * (devices - len(mine)), np.int32)
     if processes > 1:
-      gathered = multihost_utils.process_allgather(arrays)
+      gathered = _gather(arrays)
       arrays = {k: np.asarray(a).reshape(-1, *a.shape[2:]) for k, a in gathered.items()}
     if not is_leader():
       continue

@@ -211,3 +211,4 @@ def test_bad_start_up_settings_are_refused():
   assert distributed.parse_address("[::1]:8476") == ("::1", 8476)
   assert distributed.is_loopback("127.0.0.1") and distributed.is_loopback("::1")
   assert not distributed.is_loopback("10.0.0.1") and not distributed.is_loopback("node-3")
+
