@@ -18,6 +18,7 @@ process runs the same rounds.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import ipaddress
 import json
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed  # its client: which processes are alive
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -45,6 +47,7 @@ INIT_TIMEOUT = 60.0   # seconds for all processes to join, by default (--init_ti
 # Seconds without a heartbeat after which a process counts as dead and the others stop
 # (--heartbeat_timeout); JAX's own default, 100 s, leaves a survivor waiting that long.
 HEARTBEAT_TIMEOUT = 20.0
+LEAVE_TIMEOUT = 30.0  # seconds process 0 waits at exit for the others to leave
 JAX_TIMEOUT_MARGIN = 30  # JAX's own start-up limit (it aborts the process) comes this much later
 
 
@@ -109,6 +112,9 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
       timeout, coordinator_address, num_processes))
   watchdog.daemon = True
   watchdog.start()
+  # A partner that dies then makes the next collective raise (see `_collective`) instead of
+  # aborting this process with a stack trace; `_leave_in_order` keeps the exit orderly.
+  jax.config.update("jax_enable_recoverability", True)
   try:
     jax.distributed.initialize(
         coordinator_address=coordinator_address, num_processes=num_processes,
@@ -123,7 +129,27 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
         "run where JAX detects the cluster (Cloud TPU, SLURM, Open MPI).") from None
   finally:
     watchdog.cancel()
+  atexit.register(_leave_in_order)
   return True
+
+
+def _leave_in_order() -> None:
+  """At exit, process 0 (which hosts JAX's coordination service) waits until the others have
+  left, at most `LEAVE_TIMEOUT` seconds: with recoverable processes JAX no longer holds every
+  process at a shutdown barrier, and a process that loses the service while leaving aborts."""
+  client = jax_distributed.global_state.client
+  if client is None or process_index() != 0 or process_count() == 1:
+    return
+
+  def wait():  # returns once every other process has shut down (or asks the same)
+    try:
+      client.get_live_nodes(list(range(process_count())))
+    except Exception:  # the service is gone or cannot say: nothing left to wait for
+      pass
+
+  waiter = threading.Thread(target=wait, daemon=True)
+  waiter.start()
+  waiter.join(LEAVE_TIMEOUT)
 
 
 def _or(value, default: str) -> str:
@@ -206,13 +232,13 @@ def describe() -> str:
 
 def _collective(fn):
   """Runs a collective `fn`; when it fails because a partner process has stopped (killed, its
-  host lost), raises a `JaxvizError` that says what to do. (A partner that dies while this
-  process computes is noticed by JAX's heartbeat instead, which ends the process itself after
-  `--heartbeat_timeout` seconds.)"""
+  host lost), raises a `JaxvizError` that says what to do."""
   def run(*args, **kwargs):
     try:
       return fn(*args, **kwargs)
-    except jax.errors.JaxRuntimeError as e:
+    except (jax.errors.JaxRuntimeError, ValueError) as e:  # Gloo's failures arrive as either
+      if process_count() == 1:
+        raise
       raise JaxvizError(
           f"another process stopped, so this one stops too ({str(e).splitlines()[0]}). Start "
           "the same command again on every process: it resumes from the chunks already "

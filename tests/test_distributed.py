@@ -212,3 +212,29 @@ def test_bad_start_up_settings_are_refused():
   assert distributed.is_loopback("127.0.0.1") and distributed.is_loopback("::1")
   assert not distributed.is_loopback("10.0.0.1") and not distributed.is_loopback("node-3")
 
+
+
+def test_a_killed_partner_stops_the_others_with_a_message(single):
+  """Process 1 killed mid-run: process 0 stops with exit 2 and a message saying to rerun, not
+  JAX's abort with a C++ stack trace, and not after JAX's 100 s heartbeat limit."""
+  tmp, weights, _ = single
+  port, env = free_port(), environment(tmp)
+  start = [sys.executable, "-m", "jaxviz.cli", "gallery", "--workdir", str(tmp / "killed"),
+           f"--config.weights={weights}", "--config.layer=conv2d_2", "--config.filters=0-3",
+           "--config.steps=300", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+  leader = subprocess.Popen(start + ["--process_id=0"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+  partner = subprocess.Popen(start + ["--process_id=1"], env=env, stderr=subprocess.DEVNULL)
+  lines = []
+  for line in leader.stderr:
+    lines.append(line)
+    if "optimizing" in line:
+      break
+  partner.kill()
+  killed = time.monotonic()
+  err = "".join(lines) + leader.stderr.read()
+  assert leader.wait(timeout=120) == 2, err
+  assert time.monotonic() - killed < 90
+  assert "error: another process stopped, so this one stops too" in err
+  assert "Start the same command again on every process" in err
+  assert "Traceback" not in err and "Check failure" not in err
