@@ -161,3 +161,17 @@ def test_a_workdir_with_other_files_is_refused(tmp_path, capsys):
   assert cli.main(["sweep", "--workdir", str(tmp_path), "--sweep.decay=0,0.1"]) == 2
   assert "holds other files (notes.txt)" in capsys.readouterr().err
   assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_second_sweep_on_the_same_workdir_is_refused(tmp_path, weights, capsys):
+  from jaxviz.resume import hold_lock
+  workdir = tmp_path / "s"
+  held = hold_lock(tmp_path / ".s.lock", workdir, False, print)
+  try:
+    assert cli.main(["sweep", "--workdir", str(workdir), f"--config.weights={weights}", *FAST,
+                     "--sweep.step_size=0.5,1"]) == 2
+  finally:
+    held.close()
+  err = capsys.readouterr().err
+  assert f"workdir {str(workdir)!r} is in use by" in err and "Traceback" not in err
+  assert not workdir.exists()

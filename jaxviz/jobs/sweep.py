@@ -31,6 +31,7 @@ from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.jobs import frame, gallery as gallery_job
 from jaxviz.progress import SILENT, Progress
+from jaxviz.resume import hold_lock
 
 SWEEPABLE = ascent.HYPERPARAMETERS
 MAX_SETTINGS = 256
@@ -189,6 +190,16 @@ def run_sweep(config: ml_collections.ConfigDict, grid: Grid, workdir: str | os.P
   plan = plan_sweep(config, grid)
   folder = check_workdir(workdir, config_source)
   frame.prepare_workdir(folder.parent)
+  # WORKDIR is replaced whole, so the lock that keeps a second sweep out lives beside it.
+  lock = hold_lock(folder.parent / f".{folder.name}.lock", folder, False, progress)
+  try:
+    return _run(config, plan, folder, config_source, overrides, progress)
+  finally:
+    lock.close()
+
+
+def _run(config: ml_collections.ConfigDict, plan: SweepPlan, folder: Path, config_source: str,
+         overrides: dict[str, str] | None, progress: Progress) -> tuple[Path, dict]:
   frame.remove_staging(folder)
   model = frame.load(config, progress)
   engine = FilterEngine(model, plan.layer, plan.engine_settings, config.size)
