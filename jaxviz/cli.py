@@ -4,7 +4,7 @@
     jaxviz train [--config NAME|PATH] [--config.KEY=VALUE ...]
     jaxviz gallery --workdir DIR [--wait] [--config NAME|PATH] [--config.KEY=VALUE ...]
         [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
-        [--init_timeout SECONDS]
+        [--init_timeout SECONDS] [--heartbeat_timeout SECONDS]
     jaxviz sweep --workdir DIR --sweep.KEY=V1,V2,… [--config NAME|PATH] [--config.KEY=VALUE ...]
     jaxviz convert IN OUT [--model vgg16]
     jaxviz fetch-weights vgg16 [--top]
