@@ -244,21 +244,12 @@ def require_workdir(args) -> str:
 
 def split_overrides(extra: Sequence[str]) -> dict[str, str]:
   """`["--config.steps=5", "--config.layer", "conv2d_1"]` → `{"steps": "5", "layer": "conv2d_1"}`."""
-  overrides, i = {}, 0
-  extra = list(extra)
-  while i < len(extra):
-    arg = extra[i]
-    if not arg.startswith("--config."):
-      raise JaxvizError(f"unrecognized argument {arg!r}. Override config fields as "
-                        "--config.KEY=VALUE (see the config file for the keys)")
-    key, eq, value = arg[len("--config."):].partition("=")
-    if not eq:
-      if i + 1 >= len(extra):
-        raise JaxvizError(f"{arg} needs a value: {arg}=VALUE")
-      value, i = extra[i + 1], i + 1
-    overrides[key] = value
-    i += 1
-  return overrides
+  from jaxviz.config import take_prefixed
+  pairs, rest = take_prefixed(extra, "--config.")
+  if rest:
+    raise JaxvizError(f"unrecognized argument {rest[0]!r}. Override config fields as "
+                      "--config.KEY=VALUE (see the config file for the keys)")
+  return dict(pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:

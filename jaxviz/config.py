@@ -9,6 +9,7 @@ import importlib.util
 import math
 import os
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
@@ -111,6 +112,27 @@ def configs_folder() -> Path:
 def shipped_configs() -> list[str]:
   """Names of the configs that ship with jaxviz."""
   return sorted(p.stem for p in configs_folder().glob("*.py") if not p.stem.startswith("_"))
+
+
+def take_prefixed(extra: Sequence[str], prefix: str) -> tuple[list[tuple[str, str]], list[str]]:
+  """Command-line arguments `--PREFIX.KEY=VALUE` or `--PREFIX.KEY VALUE` → (`[(KEY, VALUE)]` in
+  order, the other arguments): `--config.` overrides, `--sweep.` value lists."""
+  pairs, rest, i = [], [], 0
+  extra = list(extra)
+  while i < len(extra):
+    arg = extra[i]
+    if not arg.startswith(prefix):
+      rest.append(arg)
+      i += 1
+      continue
+    key, eq, value = arg[len(prefix):].partition("=")
+    if not eq:
+      if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+        raise JaxvizError(f"{arg} needs a value: {arg}=VALUE")
+      value, i = extra[i + 1], i + 1
+    pairs.append((key, value))
+    i += 1
+  return pairs, rest
 
 
 def parse_value(text: str):

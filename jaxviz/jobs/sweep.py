@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from jaxviz import ascent, gallery, render
+from jaxviz.config import take_prefixed
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.jobs import frame, gallery as gallery_job
@@ -51,24 +52,13 @@ def split_sweep_arguments(extra: Sequence[str]) -> tuple[Grid, list[str]]:
   `--sweep.KEY V1,V2` works too. Every key and value is checked (`check_key`, `parse_values`).
   """
   grid: Grid = {}
-  rest, extra, i = [], list(extra), 0
-  while i < len(extra):
-    arg = extra[i]
-    if not arg.startswith(PREFIX):
-      rest.append(arg)
-      i += 1
-      continue
-    key, eq, text = arg[len(PREFIX):].partition("=")
-    if not eq:
-      if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
-        raise JaxvizError(f"{arg} needs values: {arg}=V1,V2,…")
-      text, i = extra[i + 1], i + 1
+  pairs, rest = take_prefixed(extra, PREFIX)
+  for key, text in pairs:
     check_key(key)
     if key in grid:
       raise JaxvizError(f"--sweep.{key} is given twice; give all its values once: "
                         f"--sweep.{key}=V1,V2,…")
     grid[key] = parse_values(key, text)
-    i += 1
   return grid, rest
 
 
