@@ -53,12 +53,22 @@ def _finite(value) -> float | None:
   return value if np.isfinite(value) else None
 
 
-def summary_line(records: list[dict]) -> str:
-  """`"48/50 live, median robustness 0.93"` for a layer's records."""
+def stats(records: list[dict]) -> dict:
+  """`{"live", "count", "median_activation", "median_robustness"}` of filters.json records: the
+  medians over the live filters (None when there are none, or no robustness was measured)."""
   live = [r for r in records if not r["dead"]]
   robust = [r["robustness"] for r in live if r["robustness"] is not None]
-  text = f"{len(live)}/{len(records)} live"
-  return text + (f", median robustness {np.median(robust):.2f}" if robust else "")
+  return {"live": len(live), "count": len(records),
+          "median_activation": float(np.median([r["activation"] for r in live])) if live else None,
+          "median_robustness": float(np.median(robust)) if robust else None}
+
+
+def summary_line(records: list[dict]) -> str:
+  """`"48/50 live, median robustness 0.93"` for a layer's records."""
+  numbers = stats(records)
+  text = f"{numbers['live']}/{numbers['count']} live"
+  robustness = numbers["median_robustness"]
+  return text + (f", median robustness {robustness:.2f}" if robustness is not None else "")
 
 
 def check_layout(max_tiles: int, margin: int) -> None:

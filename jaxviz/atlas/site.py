@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from jaxviz import render
+from jaxviz import gallery, render
 from jaxviz.atlas import pictures
 from jaxviz.models.spec import ModelSpec
 from jaxviz.views import examples as examples_lib
@@ -154,7 +154,6 @@ def _write_layer(env: jinja2.Environment, folder: Path, layer: LayerInput,
   plot = pictures.CurvePlotter()
   weight_tiles = (pictures.weight_tiles(layer.weights) if layer.weights is not None else None)
   order = best_first(layer.records)
-  live = sum(not r["dead"] for r in layer.records)
   filters = []
   for position, i in enumerate(order):
     record = layer.records[i]
@@ -175,10 +174,10 @@ def _write_layer(env: jinja2.Environment, folder: Path, layer: LayerInput,
     if layer.examples is not None:
       entry["examples"] = _write_examples(out, f, layer.examples, site.dataset)
     filters.append(entry)
-  robust = [r["robustness"] for r in layer.records if r["robustness"] is not None]
-  summary = {"name": layer.name, "page": f"{layer.name}/index.html", "live": live,
-             "total": len(layer.records), "shape": layer.shape,
-             "median_robustness": float(np.median(robust)) if robust else None,
+  numbers = gallery.stats(layer.records)
+  summary = {"name": layer.name, "page": f"{layer.name}/index.html", "live": numbers["live"],
+             "total": numbers["count"], "shape": layer.shape,
+             "median_robustness": numbers["median_robustness"],
              "strip": [e for e in filters if not e["dead"]][:STRIP]}
   common = {"title": site.title, "layer": summary, "root": "..",
             "examples_note": _examples_note(site), "first_layer_weights": weight_tiles is not None}

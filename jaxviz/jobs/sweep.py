@@ -221,13 +221,7 @@ def summarize(points: list[dict[str, float]], results: Sequence[FilterResult],
   for point, result in zip(points, results):
     records = gallery.filter_records(result.filters, result.final_activations,
                                      result.filter_robustness, preset)
-    live = [r for r in records if not r["dead"]]
-    robust = [r["robustness"] for r in live if r["robustness"] is not None]
-    settings.append({
-        "values": point, "live": len(live), "count": len(records),
-        "median_activation": float(np.median([r["activation"] for r in live])) if live else None,
-        "median_robustness": float(np.median(robust)) if robust else None,
-        "filters": records})
+    settings.append({"values": point, **gallery.stats(records), "filters": records})
   return {"keys": list(points[0]), "rule": BEST_RULE, "best": best_index(settings),
           "settings": settings}
 
