@@ -30,6 +30,7 @@ from jaxviz import data
 from jaxviz.atlas import site as site_lib
 from jaxviz.configs import seed as seed_config
 from jaxviz.configs import views_classes as classes_config_module
+from jaxviz.ascent import LOOPS
 from jaxviz.engine import AscentSettings
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.jobs import frame, gallery as gallery_job, views as view_jobs
@@ -44,7 +45,6 @@ from jaxviz.views import weights as weights_lib
 
 SITE = "atlas"
 LOCK = ".atlas-lock"
-CLASS_FIELDS = ("classes", "passes")
 
 
 # ---- configs -----------------------------------------------------------------------------------
@@ -97,10 +97,9 @@ def validate(config: ml_collections.ConfigDict) -> tuple[ModelSpec, list[str]]:
     raise unknown("dataset", config.dataset, sorted(data.LOADERS))
   if wants_classes(config):
     view_config = classes_config(config)
-    if config.passes < 1:
-      raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
-    if config.class_loop not in ("scan", "unroll", "python"):
-      raise unknown("class_loop", config.class_loop, ("scan", "unroll", "python"))
+    if config.class_loop not in LOOPS:
+      raise unknown("class_loop", config.class_loop, LOOPS)
+    view_jobs.check_classes(view_config)
     if spec.num_classes > 0:
       classes_lib.parse_classes(spec, view_config.classes)
   return spec, layers

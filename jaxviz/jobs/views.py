@@ -103,13 +103,6 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   progress = progress or Progress("classes")
   settings = AscentSettings.from_config(config)
 
-  def check():
-    settings.validate()
-    check_seed(config.seed)
-    if config.passes < 1:
-      raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
-    gallery.check_layout(0, config.margin)
-
   def request(spec: ModelSpec) -> list[int]:
     classes = classes_lib.parse_classes(spec, config.classes)
     _check_fits(spec, config, 1)
@@ -144,7 +137,17 @@ def run_classes(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     hits = int(np.sum(result.predicted == result.classes))
     yield "classes", files, f"{hits}/{len(result.classes)} images classified as their own class"
 
-  return frame.run(config, workdir, progress, check=check, request=request, compute=compute)
+  return frame.run(config, workdir, progress, check=lambda: check_classes(config),
+                   request=request, compute=compute)
+
+
+def check_classes(config: ml_collections.ConfigDict) -> None:
+  """The class view's checks that need no model: its ascent settings, seed, passes, margin."""
+  AscentSettings.from_config(config).validate()
+  check_seed(config.seed)
+  if config.passes < 1:
+    raise JaxvizError(f"passes must be ≥ 1, got {config.passes}")
+  gallery.check_layout(0, config.margin)
 
 
 # ---- Grad-CAM ----------------------------------------------------------------------------------
