@@ -60,18 +60,15 @@ def top_examples(model: Model, inputs: np.ndarray, layers: str | Sequence[str],
   names = feature_maps_lib.resolve_layers(model.spec, layers)
   if len(inputs) == 0:
     raise JaxvizError("no examples to rank: the dataset split is empty")
-  order = model.spec.layer_names
-  starts = [None] + [order[order.index(n) + 1] for n in names[:-1]]
-  outputs = _top(model.spec.module, tuple(zip(starts, names)), min(k, len(inputs)), rank_by,
-                 model.params, jnp.asarray(inputs, jnp.float32))
+  outputs = _top(model.spec.module, feature_maps_lib.segments(model.spec, names),
+                 min(k, len(inputs)), rank_by, model.params, jnp.asarray(inputs, jnp.float32))
   return {name: TopExamples(*(np.asarray(a) for a in out)) for name, out in zip(names, outputs)}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _top(module, segments, k, rank_by, params, x):
   outputs = []
-  for start, upto in segments:
-    x = module.apply({"params": params}, x, start=start, upto=upto)   # [N, H', W', C]
+  for x in feature_maps_lib.pass_segments(module, segments, params, x):   # [N, H', W', C]
     scores = x.max(axis=(1, 2)) if rank_by == "max" else x.mean(axis=(1, 2))  # [N, C]
     values, indices = jax.lax.top_k(scores.T, k)                     # [C, k], stable
     channels = jnp.arange(x.shape[-1])[:, None]

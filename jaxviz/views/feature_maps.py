@@ -66,17 +66,25 @@ def feature_maps(model: Model, images: np.ndarray,
   network, handing each requested layer's output on to the next segment.
   """
   names = resolve_layers(model.spec, layers)
-  order = model.spec.layer_names
-  starts = [None] + [order[order.index(n) + 1] for n in names[:-1]]
-  outputs = _segments(model.spec.module, tuple(zip(starts, names)), model.params,
-                      jnp.asarray(images, jnp.float32))
+  outputs = pass_segments(model.spec.module, segments(model.spec, names), model.params,
+                          jnp.asarray(images, jnp.float32))
   return {name: np.asarray(out) for name, out in zip(names, outputs)}
 
 
+def segments(spec: ModelSpec, names: Sequence[str]) -> tuple[tuple[str | None, str], ...]:
+  """`(start, upto)` pairs that walk the model once through `names` (in model order): each
+  segment starts after the previous requested layer and stops at the next."""
+  order = spec.layer_names
+  starts = [None] + [order[order.index(n) + 1] for n in names[:-1]]
+  return tuple(zip(starts, names))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _segments(module, segments, params, x):
+def pass_segments(module, parts, params, x):
+  """The outputs of each `(start, upto)` segment of `parts` (`segments`), `x` `[N, H, W, C]`
+  flowing through them in turn: one forward pass."""
   outputs = []
-  for start, upto in segments:
+  for start, upto in parts:
     x = module.apply({"params": params}, x, start=start, upto=upto)
     outputs.append(x)
   return outputs
