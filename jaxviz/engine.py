@@ -202,17 +202,9 @@ class FilterEngine:
     if start_images is not None and np.shape(start_images)[:1] + np.shape(start_images)[-3:] != \
         expected:
       raise JaxvizError(f"start_images must have shape {expected}, got {np.shape(start_images)}")
-    chunks, pad_to = self.plan(indices, chunk_size, memory_budget_mb)
-    parts, done = [], 0
-    for c, part in enumerate(chunks):
-      start = None if start_images is None else start_images[done:done + len(part)]
-      parts.append(self.run_chunk(part, seed=seed, pad_to=pad_to, start_images=start,
-                                  settings=settings))
-      done += len(part)
-      if len(chunks) > 1:
-        progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
-    return FilterResult(np.asarray(indices), *(np.concatenate([p[i] for p in parts])
-                                               for i in (1, 2, 3)))
+    return self._run_items(indices, settings, seed=seed, chunk_size=chunk_size,
+                           memory_budget_mb=memory_budget_mb, start_images=start_images,
+                           progress=progress)
 
   def run_settings(self, settings: Sequence[AscentSettings], filters: str | Sequence[int] = "all",
                    *, seed: int = 0, chunk_size: int = 0, memory_budget_mb: int = 0,
@@ -231,19 +223,34 @@ class FilterEngine:
     settings = [self._checked(s) for s in settings]
     if not settings:
       raise JaxvizError("no settings to run")
-    items = [(s, f) for s in range(len(settings)) for f in indices]
-    chunks, pad_to = self.plan(range(len(items)), chunk_size, memory_budget_mb)
+    n = len(indices)
+    every = self._run_items([f for _ in settings for f in indices],
+                            [s for s in settings for _ in indices], seed=seed,
+                            chunk_size=chunk_size, memory_budget_mb=memory_budget_mb,
+                            progress=progress)
+    return [FilterResult(np.asarray(indices), *(a[s * n:(s + 1) * n] for a in every[1:]))
+            for s in range(len(settings))]
+
+  def _run_items(self, filters: Sequence[int],
+                 settings: AscentSettings | Sequence[AscentSettings] | None, *, seed: int,
+                 chunk_size: int, memory_budget_mb: int,
+                 start_images: np.ndarray | None = None,
+                 progress: Progress = SILENT) -> FilterResult:
+    """Items (a filter, with `settings` shared or one per item, and optionally a start image)
+    run chunk by chunk, as `plan` cuts them; their results in item order."""
+    chunks, pad_to = self.plan(range(len(filters)), chunk_size, memory_budget_mb)
     parts = []
     for c, chunk in enumerate(chunks):
-      parts.append(self.run_chunk([items[i][1] for i in chunk], seed=seed, pad_to=pad_to,
-                                  settings=[settings[items[i][0]] for i in chunk]))
+      items = slice(chunk[0], chunk[-1] + 1)
+      parts.append(self.run_chunk(
+          filters[items], seed=seed, pad_to=pad_to,
+          start_images=None if start_images is None else start_images[items],
+          settings=settings if settings is None or isinstance(settings, AscentSettings)
+          else settings[items]))
       if len(chunks) > 1:
         progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
-    images, activations, robustness = (np.concatenate([p[i] for p in parts]) for i in (1, 2, 3))
-    n = len(indices)
-    return [FilterResult(np.asarray(indices), images[s * n:(s + 1) * n],
-                         activations[s * n:(s + 1) * n], robustness[s * n:(s + 1) * n])
-            for s in range(len(settings))]
+    return FilterResult(np.asarray(filters), *(np.concatenate([p[i] for p in parts])
+                                               for i in (1, 2, 3)))
 
   def plan(self, indices: Sequence[int], chunk_size: int,
            memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:
