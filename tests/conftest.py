@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny MNIST files in IDX format, written by the tests themselves."""
+"""Shared fixtures: tiny MNIST files in IDX format, written by the tests themselves; random LeNet
+checkpoints; a cache folder of the test's own."""
 
 import gzip
 import struct
@@ -34,6 +35,29 @@ def write_mnist(folder, n_train: int = 12, n_test: int = 5,
     else:
       (folder / name.removesuffix(".gz")).write_bytes(raw)
   return arrays
+
+
+def lenet_checkpoint(folder, seed: int) -> str:
+  """Random LeNet weights (Flax's initializers, key `seed`) saved as a jaxviz checkpoint in
+  `folder`; returns its path."""
+  import jax
+
+  from jaxviz import checkpoint
+  from jaxviz.models import get_spec
+  spec = get_spec("lenet")
+  return str(checkpoint.save(folder / "lenet-random.msgpack", "lenet",
+                             spec.init_params(jax.random.key(seed)), {"note": "test"}))
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+  """`JAXVIZ_CACHE` in the test's own folder: no test reads or writes the user's weights."""
+  monkeypatch.setenv("JAXVIZ_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(name="lenet_checkpoint", scope="session")
+def lenet_checkpoint_fixture():
+  return lenet_checkpoint
 
 
 @pytest.fixture(name="idx_bytes")

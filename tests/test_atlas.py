@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxviz import checkpoint, cli, data
-from jaxviz.jobs import atlas as atlas_job
+from jaxviz import cli, data
 from jaxviz.config import load_config
+from jaxviz.jobs import atlas as atlas_job
 from jaxviz.models import Model, get_spec
 from jaxviz.views import examples as examples_lib
 
@@ -19,10 +19,8 @@ LAYERS = ("conv2d_1", "conv2d_2")
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-  path = tmp_path_factory.mktemp("weights") / "lenet-random.msgpack"
-  spec = get_spec("lenet")
-  return str(checkpoint.save(path, "lenet", spec.init_params(jax.random.key(3)), {"note": "test"}))
+def weights(tmp_path_factory, lenet_checkpoint):
+  return lenet_checkpoint(tmp_path_factory.mktemp("weights"), seed=3)
 
 
 def atlas(workdir, *overrides):

@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxviz import checkpoint, cli
-from jaxviz.jobs import sweep
+from jaxviz import cli
 from jaxviz.config import load_config
+from jaxviz.jobs import sweep
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.models import Model, get_spec
 
@@ -25,15 +25,11 @@ def lenet():
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-  path = tmp_path_factory.mktemp("weights") / "lenet-random.msgpack"
-  spec = get_spec("lenet")
-  return str(checkpoint.save(path, "lenet", spec.init_params(jax.random.key(1)), {"note": "test"}))
+def weights(tmp_path_factory, lenet_checkpoint):
+  return lenet_checkpoint(tmp_path_factory.mktemp("weights"), seed=1)
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-  monkeypatch.setenv("JAXVIZ_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # each test with its own cache
 
 
 def seed_config(**fields):

@@ -23,9 +23,7 @@ def weights(tmp_path_factory):
   return str(checkpoint.save(path, "lenet", params, {"note": "test"}))
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-  monkeypatch.setenv("JAXVIZ_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # each test with its own cache
 
 
 @pytest.fixture
