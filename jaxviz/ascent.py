@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxviz import objectives, param, regularizers, transforms
+from jaxviz import objectives, onednn, param, regularizers, transforms
 from jaxviz.errors import JaxvizError, unknown
 from jaxviz.models.spec import ModelSpec, Params
 
@@ -87,6 +87,7 @@ class AscentSettings:
   loop: str = "scan"
   channel_only: bool = True
   image_only_grad: bool = True
+  conv: str = "auto"
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict | Mapping) -> "AscentSettings":
@@ -117,6 +118,8 @@ class AscentSettings:
       raise unknown("loop", self.loop, LOOPS)
     if self.optimizer not in OPTIMIZERS:
       raise unknown("optimizer", self.optimizer, OPTIMIZERS)
+    if self.conv not in onednn.BACKENDS:
+      raise unknown("conv", self.conv, onednn.BACKENDS)
     if self.schedule not in SCHEDULES:
       raise unknown("schedule", self.schedule, SCHEDULES)
     if self.objective not in OBJECTIVES:
@@ -180,6 +183,7 @@ class Ascent(NamedTuple):
   """Everything fixed about one layer's ascent: built once, traced once.
 
   image_shape: `(H, W, C)` of the images.
+  conv: the convolution backend `settings.conv` resolves to here ('xla' or 'onednn').
   """
   spec: ModelSpec
   layer: str
@@ -189,6 +193,7 @@ class Ascent(NamedTuple):
   transform: object            # (key, image, hp) → image
   objective: objectives.Objective
   regularize: regularizers.Regularizer
+  conv: str = "xla"
 
 
 def default_objective(spec: ModelSpec, layer: str, s: AscentSettings) -> objectives.Objective:
@@ -224,7 +229,8 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
       clip_norm_on=s.clip_norm_percentile > 0,
       clip_contribution_on=s.clip_contribution_percentile > 0)
   return Ascent(spec, layer, s, shape, parameterization, transforms.compose(chain),
-                objective or default_objective(spec, layer, s), regularize)
+                objective or default_objective(spec, layer, s), regularize,
+                onednn.resolve(s.conv) if s.image_only_grad else "xla")
 
 
 # --- the pure functions the engine compiles ---------------------------------------------------
@@ -246,7 +252,7 @@ def filter_value(a: Ascent, params: Params, v: jax.Array, unit: jax.Array, key: 
   if key is not None:
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(x.shape[0]))
     x = jax.vmap(a.transform, in_axes=(0, 0, None))(keys, x, hp)
-  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad)
+  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad, a.conv)
   return a.objective(probe, hp)
 
 
@@ -354,5 +360,5 @@ def _unit_activation(a: Ascent, params: Params, x: jax.Array, unit: jax.Array,
                      hp: Hyperparameters) -> jax.Array:
   """The reported activation `[D]` of model-input images `x` `[D, H, W, C]`."""
   offsets = jnp.zeros_like(x)  # penalties do not enter the reported activation
-  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad)
+  probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad, a.conv)
   return a.objective(probe, hp)[1]

@@ -14,10 +14,12 @@ from jaxviz.models import layers as L
 from jaxviz.models.spec import ModelSpec, Params
 
 
-def conv_layer(x: jax.Array, layer: L.Conv, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-  """Pre-activation output of a conv layer, `[N, H, W, Cin]` → `[N, H, W, Cout]`."""
+def conv_layer(x: jax.Array, layer: L.Conv, kernel: jax.Array, bias: jax.Array,
+               backend: str = "xla") -> jax.Array:
+  """Pre-activation output of a conv layer, `[N, H, W, Cin]` → `[N, H, W, Cout]`; `backend`
+  'xla' or 'onednn' (`jaxviz.onednn.resolve`)."""
   odd = all(k % 2 == 1 for k in layer.kernel_size)
-  y = kernels.conv(x, kernel) if odd else L.conv_same(x, kernel)
+  y = kernels.conv(x, kernel, backend) if odd else L.conv_same(x, kernel)
   return y + bias
 
 
@@ -42,14 +44,15 @@ def _relu_then_pool(layers: tuple[L.LayerSpec, ...], i: int, upto: str | None,
 
 
 def forward(spec: ModelSpec, params: Params, x: jax.Array, upto: str,
-            output: L.Output = "activation") -> jax.Array:
+            output: L.Output = "activation", conv: str = "xla") -> jax.Array:
   """Same contract as `spec.module.apply({"params": params}, x, upto=upto, output=output)`:
-  the same walk (`layers.walk`), other steps."""
+  the same walk (`layers.walk`), other steps; `conv` the convolution backend ('xla' or
+  'onednn', `jaxviz.onednn.resolve`)."""
 
   def step(layers: tuple[L.LayerSpec, ...], i: int, x: jax.Array):
     layer = layers[i]
     if isinstance(layer, L.Conv):
-      y = conv_layer(x, layer, params[layer.name]["kernel"], params[layer.name]["bias"])
+      y = conv_layer(x, layer, params[layer.name]["kernel"], params[layer.name]["bias"], conv)
       skip = _relu_then_pool(layers, i, upto, output)
       if skip:
         return kernels.relu_max_pool(y), L.identity, 1 + skip

@@ -19,25 +19,36 @@ The weight cotangents returned are zeros: they are never used, and XLA drops the
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
+from jaxviz import onednn
 from jaxviz.models.layers import conv_same
 
 
-@jax.custom_vjp
-def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """'same' stride-1 conv of `x` `[N, H, W, Cin]` with an odd `kernel` `[kh, kw, Cin, Cout]`."""
+def _same(x: jax.Array, kernel: jax.Array, backend: str) -> jax.Array:
+  """`conv_same` by XLA, or by oneDNN where `backend` is 'onednn' and the shapes suit it."""
+  if backend == "onednn" and onednn.suits(x, kernel):
+    return onednn.conv_same(x, kernel)
   return conv_same(x, kernel)
 
 
-def _conv_fwd(x, kernel):
-  return conv_same(x, kernel), kernel
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv(x: jax.Array, kernel: jax.Array, backend: str = "xla") -> jax.Array:
+  """'same' stride-1 conv of `x` `[N, H, W, Cin]` with an odd `kernel` `[kh, kw, Cin, Cout]`;
+  `backend` 'xla' or 'onednn' (`jaxviz.onednn.resolve`) runs it and its input gradient."""
+  return _same(x, kernel, backend)
 
 
-def _conv_bwd(kernel, g):
+def _conv_fwd(x, kernel, backend):
+  return _same(x, kernel, backend), kernel
+
+
+def _conv_bwd(backend, kernel, g):
   flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)  # [kh, kw, Cout, Cin]
-  return conv_same(g, flipped), jnp.zeros_like(kernel)
+  return _same(g, flipped, backend), jnp.zeros_like(kernel)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)

@@ -50,10 +50,11 @@ class Probe:
   """
 
   def __init__(self, spec: ModelSpec, params: Params, images: jax.Array, offsets: jax.Array,
-               unit: jax.Array, image_only_grad: bool = True):
+               unit: jax.Array, image_only_grad: bool = True, conv: str = "xla"):
     self.spec, self.params, self.images, self.offsets, self.unit = (
         spec, params, images, offsets, unit)
     self.image_only_grad = image_only_grad
+    self.conv = conv  # the convolution backend of the image-only forward pass
     self._cache: dict[tuple[str, str], jax.Array] = {}
 
   def features(self, layer: str, output: L.Output = "activation") -> jax.Array:
@@ -61,7 +62,7 @@ class Probe:
     key = (layer, output)
     if key not in self._cache:
       if self.image_only_grad:
-        y = forward.forward(self.spec, self.params, self.images, layer, output)
+        y = forward.forward(self.spec, self.params, self.images, layer, output, self.conv)
       else:
         y = self.spec.module.apply({"params": self.params}, self.images, upto=layer,
                                    output=output)
@@ -80,7 +81,7 @@ class Probe:
       h = self.features(layer, "input")
       kernel = jax.lax.dynamic_slice_in_dim(self.params[layer]["kernel"], self.unit, 1, axis=3)
       bias = jax.lax.dynamic_slice_in_dim(self.params[layer]["bias"], self.unit, 1)
-      y = forward.conv_layer(h, target, kernel, bias)[..., 0]
+      y = forward.conv_layer(h, target, kernel, bias, self.conv)[..., 0]
       return y if output == "pre_activation" else L.activate(y, target.activation)
     y = self.features(layer, output)
     return jax.lax.dynamic_index_in_dim(y, self.unit, axis=y.ndim - 1, keepdims=False)

@@ -1,0 +1,194 @@
+"""oneDNN convolutions for the engine on CPUs, called from the compiled program through XLA's FFI.
+
+XLA:CPU's convolutions reach about half of the matmul peak on VGG16's shapes; oneDNN's reach
+1.2–2.7× their speed on the same shapes (BENCHMARKS.md, "oneDNN convolutions"). The handler,
+`jaxviz/native/onednn_conv.cc`, is compiled once per machine with its C++ compiler against the
+oneDNN wheels (`onednn-cpu-gomp`, headers from `onednn-devel-cpu-gomp`) and JAX's FFI headers,
+and kept in the jaxviz cache (`native/`). Where any of these is missing, `unavailable_reason()`
+says which, and the `auto` backend is XLA's convolution: the images are the same to float
+rounding either way.
+
+Only the engine's forward pass (`jaxviz.forward`) uses it, and only for convolutions with at
+least `MIN_CHANNELS` input and output channels (a first layer's 3 input channels and a single
+target channel are faster in XLA), on a single CPU device (XLA cannot split a custom call across
+devices, so a sharded run keeps XLA's convolution).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from jaxviz import cache
+from jaxviz.errors import JaxvizError
+from jaxviz.models.layers import conv_same as xla_conv_same
+
+BACKENDS = ("auto", "xla", "onednn")
+MIN_CHANNELS = 16
+TARGET = "jaxviz_onednn_conv"
+SOURCE = Path(__file__).parent / "native" / "onednn_conv.cc"
+_RUNTIME, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+
+
+def _wheel_file(distribution: str, name: str) -> Path | None:
+  """The installed file `name` (a path suffix) of a pip distribution, if there is one."""
+  try:
+    files = importlib.metadata.files(distribution) or []
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  for f in files:
+    if str(f).replace("\\", "/").endswith(name):
+      return Path(f.locate()).resolve()
+  return None
+
+
+def _toolchain() -> tuple[str, Path, Path]:
+  """(compiler, oneDNN include dir, directory of libdnnl.so.3); `JaxvizError` naming what is
+  missing otherwise."""
+  if not (sys.platform.startswith("linux") and os.uname().machine == "x86_64"):
+    raise JaxvizError("the oneDNN wheels jaxviz uses exist for x86-64 Linux only")
+  root = os.environ.get("JAXVIZ_ONEDNN_ROOT")
+  if root:
+    header, library = Path(root, "include/oneapi/dnnl/dnnl.hpp"), Path(root, "lib/libdnnl.so.3")
+  else:
+    header = _wheel_file(_HEADERS, "oneapi/dnnl/dnnl.hpp")
+    library = _wheel_file(_RUNTIME, "/libdnnl.so.3")
+  if header is None or not header.exists() or library is None or not library.exists():
+    raise JaxvizError(f"oneDNN is not installed: pip install {_RUNTIME} {_HEADERS} "
+                      "(or set JAXVIZ_ONEDNN_ROOT to a oneDNN 3 install with include/ and lib/)")
+  compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+  if not compiler:
+    raise JaxvizError("no C++ compiler to build the oneDNN convolution: install g++ "
+                      "(Debian: apt-get install g++) or set CXX")
+  return compiler, header.parents[2], library.parent
+
+
+def _build() -> Path:
+  """Compiles the handler into the cache (once per source, toolchain and jaxlib) → its path."""
+  compiler, include, libdir = _toolchain()
+  source = SOURCE.read_bytes()
+  digest = hashlib.sha256(b"\0".join([
+      source, str(include).encode(), str(libdir).encode(), compiler.encode(),
+      importlib.metadata.version("jaxlib").encode()])).hexdigest()[:16]
+  target = cache.cache_dir() / "native" / f"onednn-{digest}" / "libjaxviz_onednn.so"
+  if target.exists():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  print("jaxviz: compiling the oneDNN convolution (once per machine, a few seconds)",
+        file=sys.stderr, flush=True)
+  with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
+    partial = Path(tmp.name)
+  command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{include}",
+             f"-I{jax.ffi.include_dir()}", str(SOURCE), f"-L{libdir}", "-l:libdnnl.so.3",
+             f"-Wl,-rpath,{libdir}", "-o", str(partial)]
+  try:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+      raise JaxvizError("building the oneDNN convolution failed: "
+                        + (done.stderr.strip().splitlines() or ["(no output)"])[-1])
+    os.replace(partial, target)  # atomic: a concurrent build never leaves a partial library
+  finally:
+    partial.unlink(missing_ok=True)
+  return target
+
+
+@functools.cache
+def _load() -> str:
+  """Builds (if needed), loads and registers the handler; '' on success, else why not."""
+  try:
+    library = ctypes.CDLL(str(_build()))
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.JaxvizOnednnConv),
+                                platform="cpu")
+    library.JaxvizOnednnImplementation.restype = ctypes.c_char_p
+    _LIBRARY.append(library)
+  except (JaxvizError, OSError, subprocess.SubprocessError, AttributeError) as e:
+    return str(e)
+  return ""
+
+
+_LIBRARY: list[ctypes.CDLL] = []
+
+
+def available() -> bool:
+  """Whether the oneDNN convolution can run here (building it on first call)."""
+  return not _load()
+
+
+def unavailable_reason() -> str:
+  """Why `available()` is False ('' when it is True)."""
+  return _load()
+
+
+def implementation(n: int, h: int, w: int, cin: int, cout: int) -> str:
+  """The oneDNN kernel that serves a 3×3 conv of this shape, e.g. 'brgconv:avx512_core'."""
+  if not available():
+    return "unavailable: " + unavailable_reason()
+  return _LIBRARY[0].JaxvizOnednnImplementation(n, h, w, cin, cout).decode()
+
+
+def resolve(requested: str) -> str:
+  """The backend a setting means here: 'xla' or 'onednn'.
+
+  'auto' is 'onednn' on a single CPU device where it is available, else 'xla'; 'onednn' where
+  it cannot run is a `JaxvizError` with the reason and the fix.
+  """
+  if requested not in BACKENDS:
+    raise JaxvizError(f"unknown conv backend {requested!r}: use one of {', '.join(BACKENDS)}")
+  if requested == "xla":
+    return "xla"
+  single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+  if requested == "auto":
+    return "onednn" if single_cpu and available() else "xla"
+  if not single_cpu:
+    raise JaxvizError("conv=onednn runs on a single CPU device only (this run has "
+                      f"{jax.device_count()} {jax.default_backend()} devices): use conv=auto")
+  if not available():
+    raise JaxvizError(f"conv=onednn is unavailable: {unavailable_reason()}; or use conv=xla")
+  return "onednn"
+
+
+def suits(x: jax.Array, kernel: jax.Array) -> bool:
+  """Whether a 'same' conv of `x` `[N, H, W, Cin]` by `kernel` `[kh, kw, Cin, Cout]` goes to
+  oneDNN: float32, odd kernel, enough channels on both sides."""
+  kh, kw, cin, cout = kernel.shape
+  return (x.ndim == 4 and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
+          and kh % 2 == 1 and kw % 2 == 1 and min(cin, cout) >= MIN_CHANNELS)
+
+
+@jax.custom_batching.custom_vmap
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """oneDNN's 'same' stride-1 conv: `x` `[N, H, W, Cin]`, odd `kernel` `[kh, kw, Cin, Cout]` →
+  `[N, H, W, Cout]`, as `jaxviz.models.layers.conv_same`. Call `available()` first.
+
+  Under `vmap`, images with a shared kernel become one larger batch; a kernel per image (the
+  target layer's own channel per filter) goes to XLA's convolution.
+  """
+  if not available():
+    raise JaxvizError(f"the oneDNN convolution is unavailable: {unavailable_reason()}")
+  n, h, w, _ = x.shape
+  out = jax.ShapeDtypeStruct((n, h, w, kernel.shape[-1]), jnp.float32)
+  return jax.ffi.ffi_call(TARGET, out)(x, kernel)
+
+
+@conv_same.def_vmap
+def _conv_same_vmap(axis_size, in_batched, x, kernel):
+  x_batched, kernel_batched = in_batched
+  if kernel_batched:
+    if not x_batched:
+      x = jnp.broadcast_to(x, (axis_size, *x.shape))
+    return jax.vmap(xla_conv_same)(x, kernel), True
+  if not x_batched:
+    return conv_same(x, kernel), False
+  y = conv_same(x.reshape(-1, *x.shape[2:]), kernel)
+  return y.reshape(axis_size, x.shape[1], *y.shape[1:]), True

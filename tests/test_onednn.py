@@ -1,0 +1,130 @@
+"""The oneDNN convolution (jaxviz/native, through XLA's FFI) equals XLA's, in every way the
+engine uses it: alone, under vmap, differentiated, and in a whole ascent."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxviz import kernels, onednn
+from jaxviz.ascent import AscentSettings
+from jaxviz.engine import FilterEngine
+from jaxviz.errors import JaxvizError
+from jaxviz.forward import forward
+from jaxviz.models import layers as L
+from jaxviz.models.layers import conv_same
+from jaxviz.models.spec import Model, ModelSpec
+
+needs_onednn = pytest.mark.skipif(not onednn.available(),
+                                  reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
+
+
+def wide_spec() -> ModelSpec:
+  """Enough channels that the middle convolutions (and their input gradients) go to oneDNN."""
+  layers = (L.Conv("c1", 16, (3, 3), "relu"), L.Conv("c2", 24, (3, 3), "relu"), L.MaxPool("p1"),
+            L.Conv("c3", 32, (5, 5), "relu"), L.Conv("c4", 20, (3, 3), "relu"))
+  return ModelSpec("wide", layers, (20, 20, 3), False, 0, lambda p: p, lambda x: x)
+
+
+def random(shape, seed):
+  return jax.random.normal(jax.random.key(seed), shape)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(1, 8, 8, 16, 16), (3, 7, 9, 32, 20), (2, 4, 4, 64, 128)])
+@pytest.mark.parametrize("kernel_side", [3, 5])
+def test_equals_xla_convolution(shape, kernel_side):
+  n, h, w, cin, cout = shape
+  x, k = random((n, h, w, cin), 0), random((kernel_side, kernel_side, cin, cout), 1)
+  np.testing.assert_allclose(jax.jit(onednn.conv_same)(x, k), conv_same(x, k),
+                             rtol=1e-5, atol=1e-4)
+
+
+@needs_onednn
+def test_under_vmap_shared_and_per_image_kernels():
+  x = random((3, 2, 6, 6, 16), 0)
+  shared, own = random((3, 3, 16, 24), 1), random((3, 3, 3, 16, 24), 2)
+  np.testing.assert_allclose(jax.vmap(onednn.conv_same, in_axes=(0, None))(x, shared),
+                             jax.vmap(conv_same, in_axes=(0, None))(x, shared),
+                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(jax.vmap(onednn.conv_same)(x, own), jax.vmap(conv_same)(x, own),
+                             rtol=1e-5, atol=1e-4)
+  nested = jax.vmap(jax.vmap(onednn.conv_same, in_axes=(0, None)), in_axes=(0, None))
+  np.testing.assert_allclose(nested(x[:, :, None], shared)[:, :, 0],
+                             jax.vmap(conv_same, in_axes=(0, None))(x, shared),
+                             rtol=1e-5, atol=1e-4)
+  hlo = jax.jit(jax.vmap(onednn.conv_same, in_axes=(0, None))).lower(x, shared).as_text()
+  assert onednn.TARGET in hlo
+
+
+@needs_onednn
+def test_image_gradient_equals_xla():
+  x, k = random((2, 9, 9, 16), 0), random((3, 3, 16, 32), 1)
+  loss = lambda backend: lambda x: jnp.sum(jnp.sin(kernels.conv(x, k, backend)))
+  np.testing.assert_allclose(jax.grad(loss("onednn"))(x), jax.grad(loss("xla"))(x),
+                             rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+def test_forward_with_onednn_equals_the_reference():
+  spec = wide_spec()
+  params = spec.init_params(jax.random.key(0))
+  x = random((2, *spec.input_shape), 1) * 3
+  for name in spec.layer_names:
+    reference = spec.module.apply({"params": params}, x, upto=name)
+    np.testing.assert_allclose(forward(spec, params, x, name, conv="onednn"), reference,
+                               rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@needs_onednn
+def test_engine_filter_alone_equals_its_row_and_matches_xla():
+  spec = wide_spec()
+  model = Model(spec, spec.init_params(jax.random.key(0)))
+  settings = AscentSettings(steps=6, robustness_samples=0, conv="onednn")
+  engine = FilterEngine(model, "c4", settings)
+  assert engine.ascent.conv == "onednn"
+  everything = engine.run("0-7", seed=3)
+  for k in (0, 5):
+    alone = engine.run([k], seed=3)
+    np.testing.assert_allclose(alone.images[0], everything.images[k], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(alone.activations[0], everything.activations[k], rtol=1e-5)
+  xla = FilterEngine(model, "c4", dataclasses.replace(settings, conv="xla")).run("0-7", seed=3)
+  np.testing.assert_allclose(everything.activations, xla.activations, rtol=1e-3, atol=1e-3)
+  before = engine.traces
+  engine.run("0-7", seed=4)
+  assert engine.traces == before
+
+
+def test_resolve():
+  assert onednn.resolve("xla") == "xla"
+  assert onednn.resolve("auto") == ("onednn" if onednn.available() else "xla")
+  with pytest.raises(JaxvizError, match="unknown conv backend"):
+    onednn.resolve("mkl")
+  with pytest.raises(JaxvizError, match="unknown conv"):
+    AscentSettings(conv="cudnn").validate()
+
+
+def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(tmp_path):
+  """With no oneDNN where JAXVIZ_ONEDNN_ROOT points, `auto` is XLA and `onednn` says why."""
+  code = ("from jaxviz import onednn\n"
+          "from jaxviz.errors import JaxvizError\n"
+          "print(onednn.resolve('auto'))\n"
+          "try:\n  onednn.resolve('onednn')\nexcept JaxvizError as e:\n  print(e)\n")
+  env = {**os.environ, "JAXVIZ_ONEDNN_ROOT": str(tmp_path), "JAXVIZ_CACHE": str(tmp_path)}
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True).stdout.splitlines()
+  assert out[0] == "xla"
+  assert "conv=onednn is unavailable" in out[1] and "pip install onednn-cpu-gomp" in out[1]
+
+
+@needs_onednn
+def test_built_once_per_machine():
+  path = onednn._build()
+  stamp = path.stat().st_mtime_ns
+  assert onednn._build() == path and path.stat().st_mtime_ns == stamp
+  assert "ref" not in onednn.implementation(16, 8, 8, 512, 512)  # a real (jit) kernel serves it
