@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxviz import bench, cli, flops
+from jaxviz import bench, cli, flops, onednn
 from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.models import Model, get_spec
@@ -71,6 +71,7 @@ def test_bench_prints_every_key_for_a_tiny_job(capsys):
   assert record["fraction_of_peak"] == pytest.approx(
       record["work_gflop"] / record["seconds_warm"] / record["peak_gflops_per_s"])
   assert record["device"].startswith(jax.devices()[0].platform)
+  assert record["conv"] == ("onednn" if onednn.available() else "xla")
   assert record["seconds_process"] > record["seconds_cold"]  # it ran in a fresh process
 
   table = bench.format_table([record])
