@@ -81,12 +81,20 @@ class ModelSpec:
 
   def output_shape(self, layer: str, size: int | None = None,
                    output: L.Output = "activation") -> tuple[int, ...]:
-    """Shape of `layer`'s output (or input) for one image: `(H', W', C')` or `(D,)`."""
-    self.layer(layer)
-    x = jax.ShapeDtypeStruct((1, *self.input_shape_for(size)), jnp.float32)
-    out, _ = jax.eval_shape(functools.partial(self.module.init_with_output, upto=layer,
-                                              output=output), jax.random.key(0), x)
-    return tuple(out.shape[1:])
+    """Shape of `layer`'s output (or input) for one image: `(H', W', C')` or `(D,)`.
+
+    Kept per (layer, size, output): tracing the model for it takes tens of milliseconds, and
+    the engine plans every run's chunks with it.
+    """
+    key = (layer, size, output)
+    known = self.__dict__.setdefault("_output_shapes", {})  # a frozen dataclass's own cache
+    if key not in known:
+      self.layer(layer)
+      x = jax.ShapeDtypeStruct((1, *self.input_shape_for(size)), jnp.float32)
+      out, _ = jax.eval_shape(functools.partial(self.module.init_with_output, upto=layer,
+                                                output=output), jax.random.key(0), x)
+      known[key] = tuple(out.shape[1:])
+    return known[key]
 
   @functools.cached_property
   def pixel_map(self) -> tuple[np.ndarray, np.ndarray]:
