@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxviz import cache
-from jaxviz.errors import JaxvizError
+from jaxviz.errors import JaxvizError, unknown
 from jaxviz.models.layers import conv_same as xla_conv_same
 
 BACKENDS = ("auto", "xla", "onednn")
@@ -104,37 +104,33 @@ def _build() -> Path:
 
 
 @functools.cache
-def _load() -> str:
-  """Builds (if needed), loads and registers the handler; '' on success, else why not."""
+def _library() -> tuple[ctypes.CDLL | None, str]:
+  """Builds (if needed), loads and registers the handler: (the library, '') or (None, why not)."""
   try:
     library = ctypes.CDLL(str(_build()))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.JaxvizOnednnConv),
                                 platform="cpu")
     library.JaxvizOnednnImplementation.restype = ctypes.c_char_p
-    _LIBRARY.append(library)
   except (JaxvizError, OSError, subprocess.SubprocessError, AttributeError) as e:
-    return str(e)
-  return ""
-
-
-_LIBRARY: list[ctypes.CDLL] = []
+    return None, str(e)
+  return library, ""
 
 
 def available() -> bool:
   """Whether the oneDNN convolution can run here (building it on first call)."""
-  return not _load()
+  return _library()[0] is not None
 
 
 def unavailable_reason() -> str:
   """Why `available()` is False ('' when it is True)."""
-  return _load()
+  return _library()[1]
 
 
 def implementation(n: int, h: int, w: int, cin: int, cout: int) -> str:
   """The oneDNN kernel that serves a 3×3 conv of this shape, e.g. 'brgconv:avx512_core'."""
   if not available():
     return "unavailable: " + unavailable_reason()
-  return _LIBRARY[0].JaxvizOnednnImplementation(n, h, w, cin, cout).decode()
+  return _library()[0].JaxvizOnednnImplementation(n, h, w, cin, cout).decode()
 
 
 def resolve(requested: str) -> str:
@@ -144,7 +140,7 @@ def resolve(requested: str) -> str:
   it cannot run is a `JaxvizError` with the reason and the fix.
   """
   if requested not in BACKENDS:
-    raise JaxvizError(f"unknown conv backend {requested!r}: use one of {', '.join(BACKENDS)}")
+    raise unknown("conv backend", requested, BACKENDS)
   if requested == "xla":
     return "xla"
   single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1

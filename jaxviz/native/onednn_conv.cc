@@ -35,7 +35,19 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// n, h, w, cin, cout, kh, kw → the compiled convolution (made once per shape).
+// n, h, w, cin, cout, kh, kw → oneDNN's description of the convolution, NHWC in and out, the
+// weights' layout left to oneDNN.
+dnnl::convolution_forward::primitive_desc Describe(const Shape& shape) {
+  auto [n, h, w, cin, cout, kh, kw] = shape;
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+      dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc),
+      dnnl::memory::desc({cout, cin, kh, kw}, dt::f32, tag::any),
+      dnnl::memory::desc({n, cout, h, w}, dt::f32, tag::nhwc), {1, 1}, {kh / 2, kw / 2},
+      {kh / 2, kw / 2});
+}
+
+// The compiled convolution for a shape (made once per shape).
 Primitive& PrimitiveFor(const Shape& shape) {
   static std::mutex mutex;
   static std::map<Shape, std::unique_ptr<Primitive>> cache;
@@ -43,14 +55,11 @@ Primitive& PrimitiveFor(const Shape& shape) {
   auto found = cache.find(shape);
   if (found != cache.end()) return *found->second;
   auto [n, h, w, cin, cout, kh, kw] = shape;
+  auto pd = Describe(shape);
   auto p = std::make_unique<Primitive>();
-  p->src = dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc);
-  p->dst = dnnl::memory::desc({n, cout, h, w}, dt::f32, tag::nhwc);
+  p->src = pd.src_desc();
+  p->dst = pd.dst_desc();
   p->user_weights = dnnl::memory::desc({cout, cin, kh, kw}, dt::f32, tag::hwio);
-  dnnl::memory::desc any_weights({cout, cin, kh, kw}, dt::f32, tag::any);
-  dnnl::convolution_forward::primitive_desc pd(
-      Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, p->src,
-      any_weights, p->dst, {1, 1}, {kh / 2, kw / 2}, {kh / 2, kw / 2});
   p->conv = dnnl::convolution_forward(pd);
   p->weights = pd.weights_desc();
   if (p->weights != p->user_weights) {
@@ -103,12 +112,7 @@ extern "C" const char* JaxvizOnednnImplementation(int64_t n, int64_t h, int64_t 
                                                   int64_t cout) {
   static thread_local std::string name;
   try {
-    dnnl::convolution_forward::primitive_desc pd(
-        Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-        dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc),
-        dnnl::memory::desc({cout, cin, 3, 3}, dt::f32, tag::any),
-        dnnl::memory::desc({n, cout, h, w}, dt::f32, tag::nhwc), {1, 1}, {1, 1}, {1, 1});
-    name = pd.impl_info_str();
+    name = Describe({n, h, w, cin, cout, 3, 3}).impl_info_str();
   } catch (const dnnl::error& e) {
     name = std::string("error: ") + e.what();
   }
