@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import ascent, chunking, objectives
+from jaxviz import ascent, chunking, forward, objectives
 from jaxviz.ascent import AscentSettings
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import Model
@@ -114,6 +114,7 @@ class FilterEngine:
     devices, and small groups keep a shallow layer's activations in cache on CPUs.
     """
     self.traces += 1
+    params = self._prepare(params)
     n = v.shape[0]
     groups = n // (devices * micro)
     per_item = jnp.ndim(hp["step_size"]) == 1
@@ -142,12 +143,17 @@ class FilterEngine:
     out = jax.vmap(per_device)(x, f, h)
     return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
 
+  def _prepare(self, params):
+    """The image-only forward pass's kernels made once per program (`forward.prepare`)."""
+    return forward.prepare(self.model.spec, params) if self.settings.image_only_grad else params
+
   def _python_step(self, params, v, opt_state, keys, filters, step, hp):
     return ascent.step(self.ascent, params, v, opt_state, keys, filters, step, hp)
 
   def _python_loop(self, params, v, filters, key, hp):
     """The same computation with the step compiled alone and driven from Python."""
     keys = jax.jit(ascent.filter_keys)(key, filters)
+    params = jax.jit(self._prepare)(params)
     opt_state = self._init(v, hp)
     history = []
     for i in range(self.settings.steps):

@@ -35,20 +35,33 @@ def _same(x: jax.Array, kernel: jax.Array, backend: str) -> jax.Array:
   return conv_same(x, kernel)
 
 
+def backward_kernel(kernel: jax.Array) -> jax.Array:
+  """`[kh, kw, Cin, Cout]` → `[kh, kw, Cout, Cin]`: rotated by 180° with in/out swapped, the
+  kernel whose 'same' conv of an output gradient is the input gradient."""
+  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv(x: jax.Array, kernel: jax.Array, backend: str = "xla") -> jax.Array:
+def conv(x: jax.Array, kernel: jax.Array, backend: str = "xla",
+         kernel_backward: jax.Array | None = None) -> jax.Array:
   """'same' stride-1 conv of `x` `[N, H, W, Cin]` with an odd `kernel` `[kh, kw, Cin, Cout]`;
-  `backend` 'xla' or 'onednn' (`jaxviz.onednn.resolve`) runs it and its input gradient."""
+  `backend` 'xla' or 'onednn' (`jaxviz.onednn.resolve`) runs it and its input gradient.
+
+  `kernel_backward`, if given, is `backward_kernel(kernel)` made ahead of time: inside a step
+  loop XLA would otherwise redo that transpose on every step (`jaxviz.forward.prepare`).
+  """
   return _same(x, kernel, backend)
 
 
-def _conv_fwd(x, kernel, backend):
-  return _same(x, kernel, backend), kernel
+def _conv_fwd(x, kernel, backend, kernel_backward):
+  return _same(x, kernel, backend), (kernel, kernel_backward)
 
 
-def _conv_bwd(backend, kernel, g):
-  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)  # [kh, kw, Cout, Cin]
-  return _same(g, flipped, backend), jnp.zeros_like(kernel)
+def _conv_bwd(backend, residuals, g):
+  kernel, kernel_backward = residuals
+  flipped = backward_kernel(kernel) if kernel_backward is None else kernel_backward
+  zeros = lambda a: None if a is None else jnp.zeros_like(a)
+  return _same(g, flipped, backend), zeros(kernel), zeros(kernel_backward)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxviz import kernels
-from jaxviz.forward import forward
+from jaxviz.forward import forward, prepare
 from jaxviz.models import get_spec
 from jaxviz.models import layers as L
 from jaxviz.models.spec import ModelSpec
@@ -42,6 +42,19 @@ def test_conv_backward_is_the_flipped_kernel_convolution():
   _, vjp = jax.vjp(lambda x: L.conv_same(x, kernel), x)
   _, fast_vjp = jax.vjp(lambda x: kernels.conv(x, kernel), x)
   np.testing.assert_allclose(fast_vjp(g)[0], vjp(g)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", [get_spec("lenet"), small_vgg_like()], ids=lambda s: s.name)
+def test_prepared_kernels_give_the_same_gradient(spec):
+  params = spec.init_params(jax.random.key(0))
+  prepared = prepare(spec, params)
+  conv = spec.layer_names[0]
+  np.testing.assert_array_equal(prepared[conv]["kernel_backward"],
+                                np.swapaxes(np.asarray(params[conv]["kernel"])[::-1, ::-1], 2, 3))
+  x = jax.random.normal(jax.random.key(1), (2, *spec.input_shape))
+  last = spec.layer_names[-1]
+  grad = lambda p: jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(forward(spec, p, x, last)))))(x)
+  np.testing.assert_array_equal(grad(prepared), grad(params))
 
 
 def test_relu_max_pool_gradient_by_hand():
