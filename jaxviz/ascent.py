@@ -183,7 +183,8 @@ class Ascent(NamedTuple):
   """Everything fixed about one layer's ascent: built once, traced once.
 
   image_shape: `(H, W, C)` of the images.
-  conv: the convolution backend `settings.conv` resolves to here ('xla' or 'onednn').
+  conv: the convolution backend `settings.conv` resolves to here ('xla', 'onednn' or
+    'onednn_bf16'; the last for the steps only: `evaluate` computes in float32).
   """
   spec: ModelSpec
   layer: str
@@ -335,6 +336,7 @@ def evaluate(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, hp: Hy
   (`transforms.robustness_transform`, the same draws for every image) over `activation`; NaN
   when there are no samples).
   """
+  a = a._replace(conv=onednn.exact(a.conv))  # reported values always in float32
   images = jax.vmap(lambda v: to_input(a, v)[0])(v)
   value = jax.vmap(filter_value, in_axes=(None, None, 0, 0, None, None))
   activation = value(a, params, v, filters, None, hp)[1]

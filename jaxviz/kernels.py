@@ -29,9 +29,10 @@ from jaxviz.models.layers import conv_same
 
 
 def _same(x: jax.Array, kernel: jax.Array, backend: str) -> jax.Array:
-  """`conv_same` by XLA, or by oneDNN where `backend` is 'onednn' and the shapes suit it."""
-  if backend == "onednn" and onednn.suits(x, kernel):
-    return onednn.conv_same(x, kernel)
+  """`conv_same` by XLA, or by oneDNN where `backend` is one of oneDNN's and the shapes suit
+  it."""
+  if backend in onednn.TARGETS and onednn.suits(x, kernel):
+    return onednn.conv_same(x, kernel, backend)
   return conv_same(x, kernel)
 
 
@@ -45,7 +46,8 @@ def backward_kernel(kernel: jax.Array) -> jax.Array:
 def conv(x: jax.Array, kernel: jax.Array, backend: str = "xla",
          kernel_backward: jax.Array | None = None) -> jax.Array:
   """'same' stride-1 conv of `x` `[N, H, W, Cin]` with an odd `kernel` `[kh, kw, Cin, Cout]`;
-  `backend` 'xla' or 'onednn' (`jaxviz.onednn.resolve`) runs it and its input gradient.
+  `backend` 'xla', 'onednn' or 'onednn_bf16' (`jaxviz.onednn.resolve`) runs it and its input
+  gradient.
 
   `kernel_backward`, if given, is `backward_kernel(kernel)` made ahead of time: inside a step
   loop XLA would otherwise redo that transpose on every step (`jaxviz.forward.prepare`).

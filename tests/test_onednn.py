@@ -22,6 +22,8 @@ from jaxviz.models.spec import Model, ModelSpec
 
 needs_onednn = pytest.mark.skipif(not onednn.available(),
                                   reason=f"oneDNN unavailable: {onednn.unavailable_reason()}")
+needs_bf16 = pytest.mark.skipif(not (onednn.available() and onednn.bf16_fast()),
+                                reason="no oneDNN, or no AMX / AVX-512 BF16 on this CPU")
 
 
 def wide_spec() -> ModelSpec:
@@ -100,6 +102,37 @@ def test_engine_filter_alone_equals_its_row_and_matches_xla():
   assert engine.traces == before
 
 
+@needs_bf16
+@pytest.mark.parametrize("shape", [(1, 8, 8, 16, 16), (3, 7, 9, 32, 20)])
+def test_bf16_is_the_float32_conv_of_inputs_rounded_to_bfloat16(shape):
+  # A product of two bfloat16 numbers is exact in float32, so only the order of the float32
+  # sums differs from XLA's conv of the rounded inputs.
+  n, h, w, cin, cout = shape
+  x, k = random((n, h, w, cin), 0), random((3, 3, cin, cout), 1) * 0.1
+  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  y = jax.jit(lambda x, k: onednn.conv_same(x, k, "onednn_bf16"))(x, k)
+  np.testing.assert_allclose(y, conv_same(rounded(x), rounded(k)), rtol=1e-5, atol=1e-5)
+  assert float(jnp.max(jnp.abs(y - conv_same(x, k)))) > 1e-4  # it did round
+  assert "bf16" in onednn.implementation(n, h, w, cin, cout, bf16=True) or "amx" in \
+      onednn.implementation(n, h, w, cin, cout, bf16=True)
+
+
+@needs_bf16
+def test_bf16_engine_keeps_the_contract_and_reports_in_float32():
+  spec = wide_spec()
+  model = Model(spec, spec.init_params(jax.random.key(0)))
+  settings = AscentSettings(steps=6, robustness_samples=0, conv="onednn_bf16")
+  engine = FilterEngine(model, "c4", settings)
+  assert engine.ascent.conv == "onednn_bf16"
+  everything = engine.run("0-7", seed=3)
+  alone = engine.run([5], seed=3)
+  np.testing.assert_allclose(alone.images[0], everything.images[5], rtol=1e-5, atol=1e-5)
+  # The reported activation is the float32 forward pass of the final image.
+  exact = forward(spec, model.params, jnp.asarray(everything.images), "c4", conv="xla")
+  np.testing.assert_allclose(everything.final_activations, exact.mean(axis=(1, 2)).diagonal(),
+                             rtol=1e-5, atol=1e-5)
+
+
 def test_resolve():
   assert onednn.resolve("xla") == "xla"
   assert onednn.resolve("auto") == ("onednn" if onednn.available() else "xla")
@@ -114,12 +147,14 @@ def test_unavailable_onednn_is_a_clear_error_and_auto_falls_back(tmp_path):
   code = ("from jaxviz import onednn\n"
           "from jaxviz.errors import JaxvizError\n"
           "print(onednn.resolve('auto'))\n"
-          "try:\n  onednn.resolve('onednn')\nexcept JaxvizError as e:\n  print(e)\n")
+          "for backend in ('onednn', 'onednn_bf16'):\n"
+          "  try:\n    onednn.resolve(backend)\n  except JaxvizError as e:\n    print(e)\n")
   env = {**os.environ, "JAXVIZ_ONEDNN_ROOT": str(tmp_path), "JAXVIZ_CACHE": str(tmp_path)}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        check=True).stdout.splitlines()
   assert out[0] == "xla"
   assert "conv=onednn is unavailable" in out[1] and "pip install onednn-cpu-gomp" in out[1]
+  assert "conv=onednn_bf16 is unavailable" in out[2]
 
 
 @needs_onednn

@@ -5,6 +5,10 @@
 // jaxviz.models.layers.conv_same computes. oneDNN picks the kernel's layout; the kernel is
 // reordered into it on every call (a small cost next to the convolution). Compiled primitives
 // are kept per shape for the life of the process.
+//
+// Two targets: JaxvizOnednnConv computes in float32; JaxvizOnednnConvBf16 rounds x and k to
+// bfloat16 (8-bit mantissa) and accumulates in float32, which CPUs with AMX or AVX-512 BF16 run
+// several times faster. Both read and write float32.
 
 #include <cstdint>
 #include <map>
@@ -20,13 +24,15 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// n, h, w, cin, cout, kh, kw, and whether x and k are rounded to bfloat16.
+using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
 struct Primitive {
   dnnl::convolution_forward conv;
-  dnnl::memory::desc src, dst, user_weights, weights;
+  dnnl::memory::desc user_src, src, dst, user_weights, weights;
+  std::unique_ptr<dnnl::reorder> to_src;      // null when oneDNN reads x as it is
   std::unique_ptr<dnnl::reorder> to_weights;  // null when oneDNN reads HWIO as it is
 };
 
@@ -35,14 +41,15 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-// n, h, w, cin, cout, kh, kw → oneDNN's description of the convolution, NHWC in and out, the
+// The shape → oneDNN's description of the convolution, NHWC in and out (float32 out), the
 // weights' layout left to oneDNN.
 dnnl::convolution_forward::primitive_desc Describe(const Shape& shape) {
-  auto [n, h, w, cin, cout, kh, kw] = shape;
+  auto [n, h, w, cin, cout, kh, kw, bf16] = shape;
+  const dt inputs = bf16 ? dt::bf16 : dt::f32;
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-      dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc),
-      dnnl::memory::desc({cout, cin, kh, kw}, dt::f32, tag::any),
+      dnnl::memory::desc({n, cin, h, w}, inputs, tag::nhwc),
+      dnnl::memory::desc({cout, cin, kh, kw}, inputs, tag::any),
       dnnl::memory::desc({n, cout, h, w}, dt::f32, tag::nhwc), {1, 1}, {kh / 2, kw / 2},
       {kh / 2, kw / 2});
 }
@@ -54,10 +61,15 @@ Primitive& PrimitiveFor(const Shape& shape) {
   std::lock_guard<std::mutex> lock(mutex);
   auto found = cache.find(shape);
   if (found != cache.end()) return *found->second;
-  auto [n, h, w, cin, cout, kh, kw] = shape;
+  auto [n, h, w, cin, cout, kh, kw, bf16] = shape;
   auto pd = Describe(shape);
   auto p = std::make_unique<Primitive>();
+  p->user_src = dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc);
   p->src = pd.src_desc();
+  if (p->src != p->user_src) {
+    p->to_src = std::make_unique<dnnl::reorder>(
+        dnnl::reorder::primitive_desc(Engine(), p->user_src, Engine(), p->src));
+  }
   p->dst = pd.dst_desc();
   p->user_weights = dnnl::memory::desc({cout, cin, kh, kw}, dt::f32, tag::hwio);
   p->conv = dnnl::convolution_forward(pd);
@@ -71,6 +83,7 @@ Primitive& PrimitiveFor(const Shape& shape) {
   return result;
 }
 
+template <bool kBf16>
 ffi::Error Conv(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                 ffi::ResultBuffer<ffi::F32> y) {
   auto xd = x.dimensions();
@@ -80,9 +93,14 @@ ffi::Error Conv(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
         "jaxviz_onednn_conv: needs x [N, H, W, Cin] and an odd kernel [kh, kw, Cin, Cout]");
   }
   try {
-    Primitive& p = PrimitiveFor({xd[0], xd[1], xd[2], xd[3], kd[3], kd[0], kd[1]});
+    Primitive& p = PrimitiveFor({xd[0], xd[1], xd[2], xd[3], kd[3], kd[0], kd[1], kBf16});
     dnnl::stream stream(Engine());
-    dnnl::memory src(p.src, Engine(), x.typed_data());
+    dnnl::memory src(p.user_src, Engine(), x.typed_data());
+    if (p.to_src) {
+      dnnl::memory rounded(p.src, Engine());
+      p.to_src->execute(stream, src, rounded);
+      src = rounded;
+    }
     dnnl::memory dst(p.dst, Engine(), y->typed_data());
     dnnl::memory weights(p.user_weights, Engine(), k.typed_data());
     if (p.to_weights) {
@@ -100,19 +118,26 @@ ffi::Error Conv(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxvizOnednnConv, Conv,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxvizOnednnConv, Conv<false>,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
-// Which oneDNN implementation serves a 3×3 convolution of this shape (e.g. "brgconv:avx512_core"):
-// for `jaxviz bench` and for checking that no reference (slow) kernel is used.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxvizOnednnConvBf16, Conv<true>,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+// Which oneDNN implementation serves a 3×3 convolution of this shape (e.g. "brgconv:avx512_core"),
+// in float32 (bf16 = 0) or bfloat16 (bf16 = 1): for `jaxviz bench` and for checking that no
+// reference (slow) kernel is used.
 extern "C" const char* JaxvizOnednnImplementation(int64_t n, int64_t h, int64_t w, int64_t cin,
-                                                  int64_t cout) {
+                                                  int64_t cout, int32_t bf16) {
   static thread_local std::string name;
   try {
-    name = Describe({n, h, w, cin, cout, 3, 3}).impl_info_str();
+    name = Describe({n, h, w, cin, cout, 3, 3, bf16 != 0}).impl_info_str();
   } catch (const dnnl::error& e) {
     name = std::string("error: ") + e.what();
   }
