@@ -366,7 +366,7 @@ def make_record(job: Mapping, spec: ModelSpec, timed: Mapping, peak: float, per_
       "peak_size": config["peak_size"],
       "random_weights": bool(job["random_weights"]),
       "chunk_size": job["chunk_size"], "loop": settings.loop,
-      "conv": onednn.resolve(settings.conv),  # who ran the convolutions: 'xla', 'onednn', 'onednn_bf16'
+      "conv": onednn.resolve(settings.conv),  # who ran the convolutions (xla, onednn, onednn_bf16)
       "channel_only": settings.channel_only, "settings": dataclasses.asdict(settings),
       "load_average_1m": os.getloadavg()[0],  # others' work on the machine skews the times
       "jax_version": jax.__version__,
