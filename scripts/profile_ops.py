@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from jaxviz import bench  # noqa: E402
+from jaxviz import bench, cli  # noqa: E402
 from jaxviz.config import apply_overrides, load_config  # noqa: E402
 from jaxviz.engine import AscentSettings, FilterEngine  # noqa: E402
+from jaxviz.errors import JaxvizError  # noqa: E402
 
 
 def kind(name: str) -> str:
@@ -65,13 +66,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--config", default="bench_lenet", help="a bench config (jaxviz/configs)")
   parser.add_argument("--top", type=int, default=25, help="operations to list")
   args, rest = parser.parse_known_args(argv)
-  overrides = {}
-  for item in rest:
-    key, equals, text = item.removeprefix("--config.").partition("=")
-    if not item.startswith("--config.") or not equals:
-      parser.error(f"expected --config.KEY=VALUE, got {item!r}")
-    overrides[key] = text
-  config = apply_overrides(load_config(args.config), overrides)
+  try:
+    config = apply_overrides(load_config(args.config), cli.split_overrides(rest))
+  except JaxvizError as e:
+    parser.error(str(e))
   job = bench.jobs_from_config(config)[0]
   model = bench.make_model(job)
   engine = FilterEngine(model, job["layer"], AscentSettings.from_config(job), job["size"])
