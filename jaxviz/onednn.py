@@ -144,10 +144,15 @@ def implementation(n: int, h: int, w: int, cin: int, cout: int, bf16: bool = Fal
   return _library()[0].JaxvizOnednnImplementation(n, h, w, cin, cout, int(bf16)).decode()
 
 
+@functools.cache
+def _bf16_implementation() -> str:
+  """The oneDNN kernel that would serve a typical bfloat16 convolution on this CPU."""
+  return implementation(4, 16, 16, 256, 256, bf16=True)
+
+
 def bf16_fast() -> bool:
   """Whether this CPU has a fast bfloat16 convolution (AMX or AVX-512 BF16), not an emulation."""
-  name = implementation(4, 16, 16, 256, 256, bf16=True)
-  return any(isa in name for isa in ("amx", "bf16"))
+  return any(isa in _bf16_implementation() for isa in ("amx", "bf16"))
 
 
 def exact(backend: str) -> str:
@@ -176,7 +181,7 @@ def resolve(requested: str) -> str:
                       "or use conv=xla")
   if requested == "onednn_bf16" and not bf16_fast():
     raise JaxvizError("conv=onednn_bf16 needs a CPU with AMX or AVX-512 BF16; this one would "
-                      f"run it as {implementation(4, 16, 16, 256, 256, bf16=True)!r}: use "
+                      f"run it as {_bf16_implementation()!r}: use "
                       "conv=onednn")
   return requested
 
