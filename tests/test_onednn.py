@@ -33,6 +33,15 @@ def wide_spec() -> ModelSpec:
   return ModelSpec("wide", layers, (20, 20, 3), False, 0, lambda p: p, lambda x: x)
 
 
+def wide_engine(conv: str) -> tuple[Model, FilterEngine]:
+  """`wide_spec` with random weights, and an engine for its last layer (6 steps) on `conv`."""
+  spec = wide_spec()
+  model = Model(spec, spec.init_params(jax.random.key(0)))
+  engine = FilterEngine(model, "c4", AscentSettings(steps=6, robustness_samples=0, conv=conv))
+  assert engine.ascent.conv == conv
+  return model, engine
+
+
 def random(shape, seed):
   return jax.random.normal(jax.random.key(seed), shape)
 
@@ -85,17 +94,14 @@ def test_forward_with_onednn_equals_the_reference():
 
 @needs_onednn
 def test_engine_filter_alone_equals_its_row_and_matches_xla():
-  spec = wide_spec()
-  model = Model(spec, spec.init_params(jax.random.key(0)))
-  settings = AscentSettings(steps=6, robustness_samples=0, conv="onednn")
-  engine = FilterEngine(model, "c4", settings)
-  assert engine.ascent.conv == "onednn"
+  model, engine = wide_engine("onednn")
   everything = engine.run("0-7", seed=3)
   for k in (0, 5):
     alone = engine.run([k], seed=3)
     np.testing.assert_allclose(alone.images[0], everything.images[k], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(alone.activations[0], everything.activations[k], rtol=1e-5)
-  xla = FilterEngine(model, "c4", dataclasses.replace(settings, conv="xla")).run("0-7", seed=3)
+  xla_settings = dataclasses.replace(engine.settings, conv="xla")
+  xla = FilterEngine(model, "c4", xla_settings).run("0-7", seed=3)
   np.testing.assert_allclose(everything.activations, xla.activations, rtol=1e-3, atol=1e-3)
   before = engine.traces
   engine.run("0-7", seed=4)
@@ -113,22 +119,18 @@ def test_bf16_is_the_float32_conv_of_inputs_rounded_to_bfloat16(shape):
   y = jax.jit(lambda x, k: onednn.conv_same(x, k, "onednn_bf16"))(x, k)
   np.testing.assert_allclose(y, conv_same(rounded(x), rounded(k)), rtol=1e-5, atol=1e-5)
   assert float(jnp.max(jnp.abs(y - conv_same(x, k)))) > 1e-4  # it did round
-  assert "bf16" in onednn.implementation(n, h, w, cin, cout, bf16=True) or "amx" in \
-      onednn.implementation(n, h, w, cin, cout, bf16=True)
+  served_by = onednn.implementation(n, h, w, cin, cout, bf16=True)
+  assert "bf16" in served_by or "amx" in served_by
 
 
 @needs_bf16
 def test_bf16_engine_keeps_the_contract_and_reports_in_float32():
-  spec = wide_spec()
-  model = Model(spec, spec.init_params(jax.random.key(0)))
-  settings = AscentSettings(steps=6, robustness_samples=0, conv="onednn_bf16")
-  engine = FilterEngine(model, "c4", settings)
-  assert engine.ascent.conv == "onednn_bf16"
+  model, engine = wide_engine("onednn_bf16")
   everything = engine.run("0-7", seed=3)
   alone = engine.run([5], seed=3)
   np.testing.assert_allclose(alone.images[0], everything.images[5], rtol=1e-5, atol=1e-5)
   # The reported activation is the float32 forward pass of the final image.
-  exact = forward(spec, model.params, jnp.asarray(everything.images), "c4", conv="xla")
+  exact = forward(model.spec, model.params, jnp.asarray(everything.images), "c4", conv="xla")
   np.testing.assert_allclose(everything.final_activations, exact.mean(axis=(1, 2)).diagonal(),
                              rtol=1e-5, atol=1e-5)
 
