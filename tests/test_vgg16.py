@@ -5,6 +5,7 @@ The numerics against Keras itself are in test_convert.py.
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -69,6 +70,20 @@ def test_any_input_size_without_the_top(model, size):
   x = np.zeros((1, size, size, 3), np.float32)
   assert model.features(x, "block1_conv2").shape == (1, size, size, 64)
   assert model.features(x, "block5_pool").shape == (1, size // 32, size // 32, 512)
+
+
+@pytest.mark.parametrize("spec,size", [(VGG16, 40), (VGG16_TOP, None), (get_spec("lenet"), None)])
+def test_output_shapes_are_those_of_the_forward_pass(spec, size):
+  """`output_shape` (one trace for every layer) against the model run up to each layer."""
+  x = np.zeros((1, *spec.input_shape_for(size)), np.float32)
+  params = jax.eval_shape(spec.module.init, jax.random.key(0), x)
+  for name in spec.layer_names:
+    for output in ("activation", "pre_activation", "input"):
+      out = jax.eval_shape(lambda p, x: spec.module.apply(p, x, upto=name, output=output),
+                           params, x)
+      assert spec.output_shape(name, size, output) == out.shape[1:], (name, output)
+  with pytest.raises(JaxvizError, match="no_such_layer"):
+    spec.output_shape("no_such_layer", size)
 
 
 def test_top_takes_224_only():

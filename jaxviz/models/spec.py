@@ -83,18 +83,32 @@ class ModelSpec:
                    output: L.Output = "activation") -> tuple[int, ...]:
     """Shape of `layer`'s output (or input) for one image: `(H', W', C')` or `(D,)`.
 
-    Kept per (layer, size, output): tracing the model for it takes tens of milliseconds, and
-    the engine plans every run's chunks with it.
+    The first call for a size traces the model once, layer by layer, and keeps every layer's
+    shapes: the engine plans every run's chunks with them, and tracing the model up to each
+    layer in turn would cost a trace per layer (tenths of a second at VGG16's depth).
     """
-    key = (layer, size, output)
+    self.layer(layer)
     known = self.__dict__.setdefault("_output_shapes", {})  # a frozen dataclass's own cache
-    if key not in known:
-      self.layer(layer)
-      x = jax.ShapeDtypeStruct((1, *self.input_shape_for(size)), jnp.float32)
-      out, _ = jax.eval_shape(functools.partial(self.module.init_with_output, upto=layer,
-                                                output=output), jax.random.key(0), x)
-      known[key] = tuple(out.shape[1:])
-    return known[key]
+    if size not in known:
+      known[size] = self._layer_shapes(size)
+    inputs, outputs = known[size]
+    return inputs[layer] if output == "input" else outputs[layer]
+
+  def _layer_shapes(self, size: int | None) -> tuple[dict[str, tuple[int, ...]],
+                                                     dict[str, tuple[int, ...]]]:
+    """`({layer: input shape}, {layer: output shape})` for one image of `size`: one trace.
+    A fused activation keeps the shape, so "pre_activation" shapes are the outputs'."""
+    def walk_all(key, x):
+      outputs = []
+      for name in self.layer_names:
+        x, _ = self.module.init_with_output(key, x, upto=name, start=name)
+        outputs.append(x)
+      return outputs
+
+    x = jax.ShapeDtypeStruct((1, *self.input_shape_for(size)), jnp.float32)
+    outs = [tuple(o.shape[1:]) for o in jax.eval_shape(walk_all, jax.random.key(0), x)]
+    ins = [tuple(x.shape[1:]), *outs[:-1]]
+    return dict(zip(self.layer_names, ins)), dict(zip(self.layer_names, outs))
 
   @functools.cached_property
   def pixel_map(self) -> tuple[np.ndarray, np.ndarray]:
