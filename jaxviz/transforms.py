@@ -149,10 +149,15 @@ ROBUSTNESS_HP = {"jitter": np.float32(0.06), "scale": np.float32(0.1), "rotate":
 ROBUSTNESS_SEED = 20171107  # the day "Feature Visualization" appeared on Distill
 
 
+def robustness_chain() -> list[Transform]:
+  """The held-out transform's parts: a shift (not rounded to whole pixels), a zoom, a rotation,
+  with ranges from `ROBUSTNESS_HP`."""
+  return [_shift(), scale(), rotate()]
+
+
 def robustness_transform() -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """`(key, image) → image`: the held-out transform with `ROBUSTNESS_HP`. Its shift is not
-  rounded to whole pixels."""
-  chain = compose([_shift(), scale(), rotate()])
+  """`(key, image) → image`: the held-out transform with `ROBUSTNESS_HP`."""
+  chain = compose(robustness_chain())
   hp = {k: jnp.asarray(v) for k, v in ROBUSTNESS_HP.items()}
   return lambda key, image: chain(key, image, hp)
 

@@ -1,0 +1,114 @@
+"""Where a gallery's robustness goes: each held-out transform alone, and the image area it keeps.
+
+`robustness` in filters.json is the activation under 16 held-out draws of shift, zoom and
+rotation together, over the activation of the image as it is. This script takes a finished
+gallery folder and reports, per filter, the same ratio under each part alone (the same draws
+of that part), the half-pixel shift (pure bilinear blur), and the mean fraction of the image
+that stays in the frame (what the neutral border replaces is lost to any full-frame texture):
+
+    python scripts/robustness_parts.py runs/b5/block5_conv1 --min-activation 20
+
+Reads `config.json` (model, weights, layer, settings), `filters.json` and `images.npy` of the
+folder. Prints a Markdown table: one row per filter, then the medians; "reported" is filters.json's
+robustness, which "all three" recomputes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxviz import ascent, objectives, transforms
+from jaxviz.errors import JaxvizError
+from jaxviz.loading import load_model
+
+
+def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarray,
+           filters: list[int], samples: int) -> dict[str, np.ndarray]:
+  """`{part: [F] mean activation under that part / activation}` for images `[F, H, W, C]`
+  (model input) of `filters`; also "activation" `[F]` and "area kept" (the same for all)."""
+  a = ascent.make_ascent(model.spec, layer, settings, images.shape[1])
+  hp = {k: jnp.asarray(v) for k, v in settings.hyperparameters().items()}
+  held_out = {k: jnp.asarray(v) for k, v in transforms.ROBUSTNESS_HP.items()}
+  base_key = jax.random.key(transforms.ROBUSTNESS_SEED)
+
+  @jax.jit
+  def activation(x, unit):  # [S, H, W, C] → [S]
+    probe = objectives.Probe(model.spec, model.params, x, jnp.zeros_like(x), unit)
+    return a.objective(probe, hp)[1]
+
+  def under(fn, image, unit):
+    moved = jnp.stack([fn(jax.random.fold_in(base_key, i), image) for i in range(samples)])
+    return float(jnp.mean(activation(moved, unit)))
+
+  x = jnp.asarray(images)
+  units = [jnp.int32(f) for f in filters]
+  plain = np.array([float(activation(x[i:i + 1], u)[0]) for i, u in enumerate(units)])
+  out = {}
+  out["all three"] = np.array([under(transforms.robustness_transform(), x[i], u)
+                               for i, u in enumerate(units)]) / plain
+  for part in transforms.robustness_chain():
+    chain = transforms.compose([part])
+    fn = lambda key, image, chain=chain: chain(key, image, held_out)
+    out[part.name] = np.array([under(fn, x[i], u) for i, u in enumerate(units)]) / plain
+  half = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+  out["half pixel"] = np.array([float(activation(transforms.sample_affine(x[i], half)[None],
+                                                 u)[0]) for i, u in enumerate(units)]) / plain
+  whole = transforms.robustness_transform()
+  ones = jnp.ones(images.shape[1:3] + (1,))
+  out["area kept"] = np.full(len(filters), np.mean(
+      [float(jnp.mean(whole(jax.random.fold_in(base_key, i), ones))) for i in range(samples)]))
+  out["activation"] = plain
+  return out
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("folder", type=Path, help="a gallery's layer folder (has filters.json)")
+  parser.add_argument("--min-activation", type=float, default=0.0,
+                      help="only filters whose activation is above this")
+  parser.add_argument("--samples", type=int, default=16)
+  args = parser.parse_args()
+  try:
+    config = json.loads((args.folder / "config.json").read_text())
+    records = json.loads((args.folder / "filters.json").read_text())
+    images = np.load(args.folder / "images.npy", allow_pickle=False)
+  except (OSError, ValueError) as e:
+    print(f"error: {args.folder} is not a finished gallery folder ({e}); pass the layer "
+          "folder of a `jaxviz gallery` run, e.g. runs/b5/block5_conv1", file=sys.stderr)
+    return 2
+  images = images[:, 0] if images.ndim == 5 else images  # the first image of each filter
+  keep = [i for i, r in enumerate(records)
+          if not r["dead"] and r["activation"] > args.min_activation]
+  if not keep:
+    print("error: no live filter above --min-activation", file=sys.stderr)
+    return 2
+  try:
+    model = load_model(config["model"], config["weights"] or None, dataset=config["dataset"])
+    settings = ascent.AscentSettings.from_config(config)
+    got = ratios(model, settings, config["layer"], images[keep],
+                 [records[i]["filter"] for i in keep], args.samples)
+    got["reported"] = np.array([records[i]["robustness"] for i in keep])
+  except JaxvizError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  columns = ["activation", "reported", "all three", "shift", "scale", "rotate", "half pixel", "area kept"]
+  print("| filter | " + " | ".join(columns) + " |")
+  print("|--:|" + "--:|" * len(columns))
+  for row, i in enumerate(keep):
+    cells = [f"{got['activation'][row]:.1f}"] + [f"{got[c][row]:.2f}" for c in columns[1:]]
+    print(f"| {records[i]['filter']} | " + " | ".join(cells) + " |")
+  medians = [f"{statistics.median(got[c]):.2f}" for c in columns[1:]]
+  print("| median | | " + " | ".join(medians) + " |")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
