@@ -21,7 +21,6 @@ it for the ascent's steps only; what it reports (activation, robustness) is comp
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import functools
 import hashlib
@@ -45,6 +44,7 @@ MIN_CHANNELS = 16
 # The FFI target of each oneDNN backend, and the handler symbol that serves it.
 TARGETS = {"onednn": ("jaxviz_onednn_conv", "JaxvizOnednnConv"),
            "onednn_bf16": ("jaxviz_onednn_conv_bf16", "JaxvizOnednnConvBf16")}
+TARGET = TARGETS["onednn"][0]
 SOURCE = Path(__file__).parent / "native" / "onednn_conv.cc"
 _RUNTIME, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
@@ -121,8 +121,6 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
                                   platform="cpu")
     library.JaxvizOnednnImplementation.restype = ctypes.c_char_p
     library.JaxvizOnednnImplementation.argtypes = [ctypes.c_int64] * 5 + [ctypes.c_int32]
-    library.JaxvizOnednnPrepare.restype = ctypes.c_int32
-    library.JaxvizOnednnPrepare.argtypes = [ctypes.c_int64] * 7 + [ctypes.c_int32]
   except (JaxvizError, OSError, subprocess.SubprocessError, AttributeError) as e:
     return None, str(e)
   return library, ""
@@ -196,24 +194,6 @@ def suits(x: jax.Array, kernel: jax.Array) -> bool:
           and kh % 2 == 1 and kw % 2 == 1 and min(cin, cout) >= MIN_CHANNELS)
 
 
-# Shape → the background creation of its primitive (a future giving the handler's status, 0: made).
-_preparing: dict[tuple[int, ...], concurrent.futures.Future] = {}
-
-
-@functools.cache
-def _preparer() -> concurrent.futures.ThreadPoolExecutor:
-  return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxviz-onednn")
-
-
-def _prepare_soon(shape: tuple[int, ...]) -> None:
-  """Has oneDNN make the primitive for a convolution `shape` (n, h, w, cin, cout, kh, kw, bf16)
-  on a background thread, once per shape. Called when a call is traced, so the primitive is
-  made while XLA compiles the program rather than in its first run (about 0.7 s of a cold
-  block5_conv1 run); ctypes releases the GIL for it."""
-  if shape not in _preparing:
-    _preparing[shape] = _preparer().submit(_library()[0].JaxvizOnednnPrepare, *shape)
-
-
 def _make_conv(backend: str):
   """The custom-vmapped FFI call of one oneDNN backend ('onednn' or 'onednn_bf16')."""
   target = TARGETS[backend][0]
@@ -222,10 +202,8 @@ def _make_conv(backend: str):
   def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     if not available():
       raise JaxvizError(f"the oneDNN convolution is unavailable: {unavailable_reason()}")
-    n, h, w, cin = x.shape
-    kh, kw, _, cout = kernel.shape
-    _prepare_soon((n, h, w, cin, cout, kh, kw, int(backend == "onednn_bf16")))
-    out = jax.ShapeDtypeStruct((n, h, w, cout), jnp.float32)
+    n, h, w, _ = x.shape
+    out = jax.ShapeDtypeStruct((n, h, w, kernel.shape[-1]), jnp.float32)
     return jax.ffi.ffi_call(target, out)(x, kernel)
 
   @conv.def_vmap

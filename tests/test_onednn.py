@@ -70,17 +70,7 @@ def test_under_vmap_shared_and_per_image_kernels():
                              jax.vmap(conv_same, in_axes=(0, None))(x, shared),
                              rtol=1e-5, atol=1e-4)
   hlo = jax.jit(jax.vmap(onednn.conv_same, in_axes=(0, None))).lower(x, shared).as_text()
-  assert onednn.TARGETS["onednn"][0] in hlo
-
-
-@needs_onednn
-def test_traced_calls_have_their_primitives_made_in_the_background():
-  """Tracing a call starts making its primitive (so it overlaps XLA's compile); the batched
-  shape the program calls is the one prepared."""
-  x, k = random((5, 2, 11, 7, 16), 0), random((5, 3, 16, 24), 1)
-  jax.jit(jax.vmap(onednn.conv_same, in_axes=(0, None))).lower(x, k)
-  prepared = onednn._preparing[(10, 11, 7, 16, 24, 5, 3, 0)]
-  assert prepared.result(timeout=60) == 0
+  assert onednn.TARGET in hlo
 
 
 @needs_onednn

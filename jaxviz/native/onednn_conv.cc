@@ -130,18 +130,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxvizOnednnConvBf16, Conv<true>,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
-// Makes the primitive for a convolution of this shape ahead of its first call (jaxviz calls it
-// from a background thread while XLA compiles the program that will call it): 0 on success.
-extern "C" int32_t JaxvizOnednnPrepare(int64_t n, int64_t h, int64_t w, int64_t cin,
-                                       int64_t cout, int64_t kh, int64_t kw, int32_t bf16) {
-  try {
-    PrimitiveFor({n, h, w, cin, cout, kh, kw, bf16 != 0});
-  } catch (const dnnl::error&) {
-    return 1;  // the call itself will report it
-  }
-  return 0;
-}
-
 // Which oneDNN implementation serves a 3×3 convolution of this shape (e.g. "brgconv:avx512_core"),
 // in float32 (bf16 = 0) or bfloat16 (bf16 = 1): for `jaxviz bench` and for checking that no
 // reference (slow) kernel is used.
