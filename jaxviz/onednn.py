@@ -44,7 +44,6 @@ MIN_CHANNELS = 16
 # The FFI target of each oneDNN backend, and the handler symbol that serves it.
 TARGETS = {"onednn": ("jaxviz_onednn_conv", "JaxvizOnednnConv"),
            "onednn_bf16": ("jaxviz_onednn_conv_bf16", "JaxvizOnednnConvBf16")}
-TARGET = TARGETS["onednn"][0]
 SOURCE = Path(__file__).parent / "native" / "onednn_conv.cc"
 _RUNTIME, _HEADERS = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 
