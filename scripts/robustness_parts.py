@@ -99,7 +99,8 @@ def main() -> int:
   except JaxvizError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  columns = ["activation", "reported", "all three", "shift", "scale", "rotate", "half pixel", "area kept"]
+  columns = ["activation", "reported", "all three", "shift", "scale", "rotate", "half pixel",
+             "area kept"]
   print("| filter | " + " | ".join(columns) + " |")
   print("|--:|" + "--:|" * len(columns))
   for row, i in enumerate(keep):
