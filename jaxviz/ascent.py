@@ -349,8 +349,8 @@ def evaluate(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, hp: Hy
   def add_sample(total, i):
     key = jax.random.fold_in(base, i)
     moved = jax.vmap(jax.vmap(lambda x: held_out(key, x)))(images)
-    value = jax.vmap(_unit_activation, in_axes=(None, None, 0, 0, None))(a, params, moved,
-                                                                          filters, hp)
+    value = jax.vmap(reported_activation, in_axes=(None, None, 0, 0, None))(a, params, moved,
+                                                                             filters, hp)
     return total + value, None
 
   # A running sum in a fixed order: the same bits however the program is partitioned.
@@ -358,8 +358,8 @@ def evaluate(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, hp: Hy
   return images, activation, (total / samples) / activation
 
 
-def _unit_activation(a: Ascent, params: Params, x: jax.Array, unit: jax.Array,
-                     hp: Hyperparameters) -> jax.Array:
+def reported_activation(a: Ascent, params: Params, x: jax.Array, unit: jax.Array,
+                        hp: Hyperparameters) -> jax.Array:
   """The reported activation `[D]` of model-input images `x` `[D, H, W, C]`."""
   offsets = jnp.zeros_like(x)  # penalties do not enter the reported activation
   probe = objectives.Probe(a.spec, params, x, offsets, unit, a.settings.image_only_grad, a.conv)

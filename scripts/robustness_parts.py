@@ -16,6 +16,7 @@ robustness, which "all three" recomputes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import ascent, objectives, transforms
+from jaxviz import ascent, transforms
 from jaxviz.errors import JaxvizError
 from jaxviz.loading import load_model
 
@@ -34,15 +35,14 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
            filters: list[int], samples: int) -> dict[str, np.ndarray]:
   """`{part: [F] mean activation under that part / activation}` for images `[F, H, W, C]`
   (model input) of `filters`; also "activation" `[F]` and "area kept" (the same for all)."""
-  a = ascent.make_ascent(model.spec, layer, settings, images.shape[1])
+  # The backend `auto` stands for here, in float32, as `ascent.evaluate` reports.
+  a = ascent.make_ascent(model.spec, layer, dataclasses.replace(settings, conv="auto"),
+                         images.shape[1])
   hp = {k: jnp.asarray(v) for k, v in settings.hyperparameters().items()}
   held_out = {k: jnp.asarray(v) for k, v in transforms.ROBUSTNESS_HP.items()}
+  all_three = transforms.robustness_transform()
   base_key = jax.random.key(transforms.ROBUSTNESS_SEED)
-
-  @jax.jit
-  def activation(x, unit):  # [S, H, W, C] → [S]
-    probe = objectives.Probe(model.spec, model.params, x, jnp.zeros_like(x), unit)
-    return a.objective(probe, hp)[1]
+  activation = jax.jit(lambda x, unit: ascent.reported_activation(a, model.params, x, unit, hp))
 
   def under(fn, image, unit):
     moved = jnp.stack([fn(jax.random.fold_in(base_key, i), image) for i in range(samples)])
@@ -52,8 +52,7 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
   units = [jnp.int32(f) for f in filters]
   plain = np.array([float(activation(x[i:i + 1], u)[0]) for i, u in enumerate(units)])
   out = {}
-  out["all three"] = np.array([under(transforms.robustness_transform(), x[i], u)
-                               for i, u in enumerate(units)]) / plain
+  out["all three"] = np.array([under(all_three, x[i], u) for i, u in enumerate(units)]) / plain
   for part in transforms.robustness_chain():
     chain = transforms.compose([part])
     fn = lambda key, image, chain=chain: chain(key, image, held_out)
@@ -61,10 +60,9 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
   half = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
   out["half pixel"] = np.array([float(activation(transforms.sample_affine(x[i], half)[None],
                                                  u)[0]) for i, u in enumerate(units)]) / plain
-  whole = transforms.robustness_transform()
   ones = jnp.ones(images.shape[1:3] + (1,))
   out["area kept"] = np.full(len(filters), np.mean(
-      [float(jnp.mean(whole(jax.random.fold_in(base_key, i), ones))) for i in range(samples)]))
+      [float(jnp.mean(all_three(jax.random.fold_in(base_key, i), ones))) for i in range(samples)]))
   out["activation"] = plain
   return out
 
