@@ -5,7 +5,8 @@ A decorrelated Fourier image squashed into the valid pixel range (Lucid's parame
 with a steeper spectrum: decay_power 1.5), random shifts, zooms and rotations drawn per image
 and step (a little wider than the held-out ones robustness is measured under), Adam on the
 spectrum, the post-ReLU channel mean with ReLU rescue. A quarter of Lucid's 512 steps, each
-twice as large.
+twice as large. A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective
+in bounded pixels without transforms; where that fires, its image is kept and marked "woken".
 
     jaxviz gallery --config default --workdir runs/default                 # LeNet conv2d_2
     jaxviz gallery --config default --workdir runs/b5 --config.model=vgg16 \\
@@ -29,4 +30,5 @@ def get_config():
   c.rotate = 15.0
   c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer
   c.rescue = True            # a map that is zero everywhere follows its pre-ReLU peak
+  c.wake = True              # a filter still dead at the end gets a pass in pixels, no transforms
   return c

@@ -39,11 +39,14 @@ class FilterResult(NamedTuple):
     transformed image before each step, then the true objective of the final image.
   robustness: `[N]` (or `[N, D]`) float32: the final image's mean activation under held-out
     random transforms over its activation (`jaxviz.ascent.evaluate`); None when not measured.
+  woken: `[N]` (or `[N, D]`) bool: images that come from the second pass for dead filters
+    (`jaxviz.wake`); None when there was none.
   """
   filters: np.ndarray
   images: np.ndarray
   activations: np.ndarray
   robustness: np.ndarray | None = None
+  woken: np.ndarray | None = None
 
   @property
   def final_activations(self) -> np.ndarray:
@@ -57,6 +60,13 @@ class FilterResult(NamedTuple):
     if self.robustness is None:
       return np.full(len(self.filters), np.nan, np.float32)
     return self.robustness if self.robustness.ndim == 1 else self.robustness.mean(axis=1)
+
+  @property
+  def filter_woken(self) -> np.ndarray:
+    """`[N]` bool: filters with at least one image from the second pass (`jaxviz.wake`)."""
+    if self.woken is None:
+      return np.zeros(len(self.filters), bool)
+    return self.woken if self.woken.ndim == 1 else self.woken.any(axis=1)
 
 
 class FilterEngine:
@@ -234,7 +244,7 @@ class FilterEngine:
                             [s for s in settings for _ in indices], seed=seed,
                             chunk_size=chunk_size, memory_budget_mb=memory_budget_mb,
                             progress=progress)
-    return [FilterResult(np.asarray(indices), *(a[s * n:(s + 1) * n] for a in every[1:]))
+    return [FilterResult(np.asarray(indices), *(a[s * n:(s + 1) * n] for a in every[1:4]))
             for s in range(len(settings))]
 
   def _run_items(self, filters: Sequence[int],

@@ -31,20 +31,25 @@ def rank(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def filter_records(filters: np.ndarray, activations: np.ndarray,
-                   robustness: np.ndarray | None = None, preset: str = "") -> list[dict]:
+                   robustness: np.ndarray | None = None, preset: str = "",
+                   woken: np.ndarray | None = None) -> list[dict]:
   """filters.json: one record per filter, in request order:
 
   `filter`; `activation`, the true objective of the final, untransformed image; `robustness`,
   its mean activation under held-out random transforms over `activation` (null for dead
   filters or when not measured); `dead` (activation ≤ 0 or not finite); `rank` by activation
-  among the live ones (null when dead); and `preset`, the preset the settings come from.
+  among the live ones (null when dead); `woken`, whether the image comes from the second pass
+  for dead filters (`jaxviz.wake`: pixels, no transforms); and `preset`, the preset the
+  settings come from.
   """
   ranks, dead = rank(activations)
   if robustness is None:
     robustness = np.full(len(filters), np.nan)
+  if woken is None:
+    woken = np.zeros(len(filters), bool)
   return [{"filter": int(f), "activation": _finite(a), "robustness": None if d else _finite(q),
-           "dead": bool(d), "rank": None if d else int(r), "preset": preset}
-          for f, a, q, d, r in zip(filters, activations, robustness, dead, ranks)]
+           "dead": bool(d), "rank": None if d else int(r), "woken": bool(w), "preset": preset}
+          for f, a, q, d, r, w in zip(filters, activations, robustness, dead, ranks, woken)]
 
 
 def _finite(value) -> float | None:
@@ -54,19 +59,24 @@ def _finite(value) -> float | None:
 
 
 def stats(records: list[dict]) -> dict:
-  """`{"live", "count", "median_activation", "median_robustness"}` of filters.json records: the
-  medians over the live filters (None when there are none, or no robustness was measured)."""
+  """`{"live", "woken", "count", "median_activation", "median_robustness"}` of filters.json
+  records: `woken` counts the live filters the second pass woke (`jaxviz.wake`); the medians
+  are over all live filters (None when there are none, or no robustness was measured)."""
   live = [r for r in records if not r["dead"]]
   robust = [r["robustness"] for r in live if r["robustness"] is not None]
-  return {"live": len(live), "count": len(records),
+  return {"live": len(live), "woken": sum(bool(r.get("woken")) for r in live),
+          "count": len(records),
           "median_activation": float(np.median([r["activation"] for r in live])) if live else None,
           "median_robustness": float(np.median(robust)) if robust else None}
 
 
 def summary_line(records: list[dict]) -> str:
-  """`"48/50 live, median robustness 0.93"` for a layer's records."""
+  """`"48/50 live, median robustness 0.93"` for a layer's records; `"… live (3 woken without
+  transforms), …"` when the second pass for dead filters woke some."""
   numbers = stats(records)
   text = f"{numbers['live']}/{numbers['count']} live"
+  if numbers["woken"]:
+    text += f" ({numbers['woken']} woken without transforms)"
   robustness = numbers["median_robustness"]
   return text + (f", median robustness {robustness:.2f}" if robustness is not None else "")
 

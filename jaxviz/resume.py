@@ -45,7 +45,8 @@ STATE_DIR = ".jaxviz"
 LOCK_FILE = "lock"
 FORMAT = 1
 CHUNK_DTYPES = {"filters": np.dtype(np.int64), "images": np.dtype(np.float32),
-                "activations": np.dtype(np.float32), "robustness": np.dtype(np.float32)}
+                "activations": np.dtype(np.float32), "robustness": np.dtype(np.float32),
+                "woken": np.dtype(np.bool_)}
 
 
 class DamagedFile(Exception):
@@ -91,6 +92,8 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def chunk_bytes(result: FilterResult) -> bytes:
   buffer = io.BytesIO()
+  if result.woken is None:  # no second pass ran: no image was woken
+    result = result._replace(woken=np.zeros(np.shape(result.activations)[:-1], bool))
   np.savez(buffer, **{key: np.asarray(value, CHUNK_DTYPES[key])
                       for key, value in result._asdict().items()})
   return buffer.getvalue()
@@ -99,10 +102,10 @@ def chunk_bytes(result: FilterResult) -> bytes:
 def chunk_shapes(image_shape: Sequence[int], steps: int,
                  images_per_filter: int = 1) -> dict[str, tuple[int, ...]]:
   """Each chunk array's shape per filter: images `(H, W, C)`, activations `(steps + 1,)`,
-  robustness `()`, each with a leading `D` when filters have D > 1 images."""
+  robustness and woken `()`, each with a leading `D` when filters have D > 1 images."""
   per = (images_per_filter,) if images_per_filter > 1 else ()
   return {"filters": (), "images": (*per, *(int(d) for d in image_shape)),
-          "activations": (*per, int(steps) + 1), "robustness": per}
+          "activations": (*per, int(steps) + 1), "robustness": per, "woken": per}
 
 
 def read_chunk(path: Path, filters: Sequence[int], shapes: dict[str, tuple[int, ...]]

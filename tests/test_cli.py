@@ -33,7 +33,8 @@ def test_gallery_end_to_end(tmp_path, weights, capsys):
       ["gallery.png", "filters.json", "images.npy", "activations.npy", "config.json"])
   records = json.loads((out / "filters.json").read_text())
   assert [r["filter"] for r in records] == [0, 1, 2, 3, 4, 5, 9]
-  assert set(records[0]) == {"filter", "activation", "robustness", "dead", "rank", "preset"}
+  assert set(records[0]) == {"filter", "activation", "robustness", "dead", "rank", "woken",
+                             "preset"}
   live = [r for r in records if not r["dead"]]
   assert sorted(r["rank"] for r in live) == list(range(len(live)))
   assert {r["preset"] for r in records} == {"default"}

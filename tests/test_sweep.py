@@ -87,8 +87,8 @@ def test_sweep_end_to_end_and_best_py_runs_as_a_gallery(tmp_path, weights, capsy
       {"decay": 0.0, "tv_weight": 0.0}, {"decay": 0.0, "tv_weight": 0.5},
       {"decay": 0.05, "tv_weight": 0.0}, {"decay": 0.05, "tv_weight": 0.5}]
   for entry in summary["settings"]:
-    assert set(entry) == {"values", "live", "count", "median_activation", "median_robustness",
-                          "filters"}
+    assert set(entry) == {"values", "live", "woken", "count", "median_activation",
+                          "median_robustness", "filters"}
     assert [r["filter"] for r in entry["filters"]] == [0, 1, 2]
     assert entry["live"] == sum(not r["dead"] for r in entry["filters"])
   best = summary["settings"][summary["best"]]

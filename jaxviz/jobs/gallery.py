@@ -30,6 +30,7 @@ from jaxviz.progress import SILENT, Progress
 from jaxviz.provision import load_or_train
 from jaxviz.ranges import parse_indices, split_names
 from jaxviz.resume import RunState, config_record, canonical_json, weights_digest
+from jaxviz.wake import Waker
 
 OUTPUT_FILES = ("gallery.png", "filters.json", "images.npy", "activations.npy", "config.json")
 
@@ -167,6 +168,7 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
   """
   layer, indices = wanted.layer, list(wanted.filters)
   engine = FilterEngine(model, layer, request.settings, request.size)
+  waker = Waker(engine) if config.get("wake", False) else None
   folder = state.workdir / layer
 
   def begin():
@@ -198,6 +200,8 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
   start = time.perf_counter()
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
                                                  request.seed):
+    if waker is not None:  # process 0 alone: each dead filter on its own (jaxviz.wake)
+      result = waker.revive(result, request.seed)
     own.record(1, time.perf_counter() - start)
     start = time.perf_counter()
     state.save_chunk(layer, index, result)
@@ -229,7 +233,8 @@ def write_layer(folder: Path, model: Model, result: FilterResult, settings: Asce
   """Writes one layer's outputs (`frame.write_folder`: hidden, then renamed to `folder`);
   returns the filters.json records."""
   records = gallery.filter_records(result.filters, result.final_activations,
-                                   result.filter_robustness, config.get("preset", ""))
+                                   result.filter_robustness, config.get("preset", ""),
+                                   result.filter_woken)
   picture = gallery.picture(model.spec.to_display(result.images), records,
                             max_tiles=config.max_tiles, margin=config.margin,
                             labels=config.labels, normalize=not settings.pixels_in_range)

@@ -1,0 +1,102 @@
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from jaxviz import wake
+from jaxviz.engine import AscentSettings, FilterEngine
+from jaxviz.models import Model, get_spec
+from jaxviz.resume import chunk_bytes, chunk_shapes, read_chunk
+
+# The default preset's pieces, at a few steps.
+SETTINGS = AscentSettings(steps=4, step_size=0.1, optimizer="adam", normalize_grad=False,
+                          parameterization="fourier", decay_power=1.5, jitter=0.08, scale=0.15,
+                          rotate=15.0, follow_relu=True, rescue=True, robustness_samples=4)
+
+
+@pytest.fixture(scope="module")
+def lenet():
+  spec = get_spec("lenet")
+  return Model(spec, spec.init_params(jax.random.key(0)))
+
+
+@pytest.fixture(scope="module")
+def main_run(lenet):
+  engine = FilterEngine(lenet, "conv2d_2", SETTINGS)
+  return engine, engine.run("0-3")
+
+
+def test_the_second_pass_changes_the_variables_transforms_and_step_only():
+  for phase, before_relu, steps in (("lift", True, 2), ("follow", False, 2)):
+    woken = wake.wake_settings(SETTINGS, phase)
+    changed = {f.name for f in dataclasses.fields(woken)
+               if getattr(woken, f.name) != getattr(SETTINGS, f.name)}
+    assert changed == {"parameterization", "bounded", "step_size", "jitter", "scale", "rotate",
+                       "steps"} | ({"before_relu"} if before_relu else set())
+    assert (woken.parameterization, woken.bounded, woken.step_size) == ("pixel", True,
+                                                                        wake.STEP_SIZE)
+    assert woken.jitter == woken.scale == woken.rotate == woken.pad == 0.0
+    assert (woken.before_relu, woken.steps) == (before_relu, steps)
+  odd = dataclasses.replace(SETTINGS, steps=5)
+  assert [wake.wake_settings(odd, p).steps for p in ("lift", "follow")] == [2, 3]
+
+
+def test_the_second_pass_lifts_then_follows(main_run):
+  engine, _ = main_run
+  waker = wake.Waker(engine)
+  second = waker.second_pass(1, seed=0)
+  lifted = waker.engine("lift").run_chunk([1], seed=0)
+  followed = waker.engine("follow").run_chunk([1], seed=0, start_images=lifted.images)
+  np.testing.assert_array_equal(second.images, followed.images)
+  assert second.activations.shape == (1, SETTINGS.steps + 1)
+  np.testing.assert_array_equal(second.activations[0, :2], lifted.activations[0, :2])
+  np.testing.assert_array_equal(second.activations[0, 2:], followed.activations[0])
+
+
+def test_live_results_pass_through_and_compile_nothing(main_run):
+  engine, result = main_run
+  live = result._replace(activations=np.abs(result.activations) + 1.0)
+  waker = wake.Waker(engine)
+  out = waker.revive(live, seed=0)
+  assert not waker._engines  # no dead image: the second pass is never built
+  for name in ("images", "activations", "robustness"):
+    np.testing.assert_array_equal(getattr(out, name), getattr(live, name))
+  assert not out.woken.any()
+
+
+def test_a_dead_filter_gets_its_own_second_pass(main_run):
+  engine, result = main_run
+  # Filters 1 and 2 made to read as dead at the end (0 and a NaN); 0 and 3 stay as they are.
+  activations = result.activations.copy()
+  activations[:, -1] = np.maximum(activations[:, -1], 1e-3)
+  activations[1, -1], activations[2, -1] = 0.0, np.nan
+  marked = result._replace(activations=activations)
+  waker = wake.Waker(engine)
+  out = waker.revive(marked, seed=0)
+  alone = {f: waker.second_pass(f, seed=0) for f in (1, 2)}
+  for row, f in ((1, 1), (2, 2)):
+    live = alone[f].activations[0, -1] > 0
+    assert out.woken[row] == live
+    if live:  # the row is exactly the filter's second pass run on its own
+      np.testing.assert_allclose(out.images[row], alone[f].images[0], rtol=1e-5, atol=1e-4)
+      np.testing.assert_allclose(out.activations[row], alone[f].activations[0], rtol=1e-5)
+      np.testing.assert_allclose(out.robustness[row], alone[f].robustness[0], rtol=1e-5)
+  assert out.woken.any(), "at least one of the two should fire in pixels without transforms"
+  for row in (0, 3):
+    assert not out.woken[row]
+    np.testing.assert_array_equal(out.images[row], marked.images[row])
+    np.testing.assert_array_equal(out.activations[row], marked.activations[row])
+  assert out.filter_woken.tolist() == out.woken.tolist()
+
+
+def test_the_woken_marks_survive_a_resume_file(tmp_path, main_run):
+  _, result = main_run
+  marked = result._replace(woken=np.array([False, True, False, True]))
+  path = tmp_path / "chunk.npz"
+  path.write_bytes(chunk_bytes(marked))
+  back = read_chunk(path, [0, 1, 2, 3], chunk_shapes(result.images.shape[1:], SETTINGS.steps))
+  assert back.woken.tolist() == [False, True, False, True]
+  path.write_bytes(chunk_bytes(result))  # no second pass ran: nothing marked
+  assert not read_chunk(path, [0, 1, 2, 3],
+                        chunk_shapes(result.images.shape[1:], SETTINGS.steps)).woken.any()
