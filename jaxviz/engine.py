@@ -244,7 +244,8 @@ class FilterEngine:
                             [s for s in settings for _ in indices], seed=seed,
                             chunk_size=chunk_size, memory_budget_mb=memory_budget_mb,
                             progress=progress)
-    return [FilterResult(np.asarray(indices), *(a[s * n:(s + 1) * n] for a in every[1:4]))
+    per_item = (every.images, every.activations, every.robustness)
+    return [FilterResult(np.asarray(indices), *(a[s * n:(s + 1) * n] for a in per_item))
             for s in range(len(settings))]
 
   def _run_items(self, filters: Sequence[int],
@@ -265,8 +266,9 @@ class FilterEngine:
           else settings[items]))
       if len(chunks) > 1:
         progress(f"{self.layer}: chunk {c + 1}/{len(chunks)} done")
-    return FilterResult(np.asarray(filters), *(np.concatenate([p[i] for p in parts])
-                                               for i in (1, 2, 3)))
+    return FilterResult(np.asarray(filters),
+                        *(np.concatenate([getattr(p, name) for p in parts])
+                          for name in ("images", "activations", "robustness")))
 
   def plan(self, indices: Sequence[int], chunk_size: int,
            memory_budget_mb: int = 0) -> tuple[list[list[int]], int]:

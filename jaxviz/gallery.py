@@ -13,6 +13,12 @@ from jaxviz.errors import JaxvizError
 MAX_MARGIN = 64  # pixels between tiles; more only makes a picture of black space
 
 
+def is_dead(activations: np.ndarray) -> np.ndarray:
+  """Elementwise over final activations of any shape: ≤ 0, NaN or infinite."""
+  activations = np.asarray(activations)
+  return ~((activations > 0) & np.isfinite(activations))
+
+
 def rank(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Ranks filters by final activation, best first; filters with activation ≤ 0 are dead.
 
@@ -23,7 +29,7 @@ def rank(activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     `dead` `[N]` bool.
   """
   activations = np.asarray(activations)
-  dead = ~((activations > 0) & np.isfinite(activations))  # NaN and inf count as dead too
+  dead = is_dead(activations)
   order = [i for i in np.argsort(-activations, kind="stable") if not dead[i]]
   ranks = np.full(len(activations), -1, np.int64)
   ranks[order] = np.arange(len(order))

@@ -26,6 +26,7 @@ import dataclasses
 
 import numpy as np
 
+from jaxviz import gallery
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 
 STEP_SIZE = 0.05  # Adam on the pixel logits: measured on block5_conv1's dead filters (QUALITY.md)
@@ -46,9 +47,8 @@ def wake_settings(settings: AscentSettings, phase: str) -> AscentSettings:
 
 
 def dead_images(result: FilterResult) -> np.ndarray:
-  """`[N]` (or `[N, D]`) bool: images whose final true activation is ≤ 0 or not finite."""
-  final = result.activations[..., -1]
-  return ~(np.isfinite(final) & (final > 0))
+  """`[N]` (or `[N, D]`) bool: images whose final true activation is dead (`gallery.is_dead`)."""
+  return gallery.is_dead(result.activations[..., -1])
 
 
 class Waker:
