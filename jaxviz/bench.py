@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import flops, objectives, onednn
+from jaxviz import flops, host_devices, objectives, onednn
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
@@ -133,7 +133,8 @@ def device_info() -> dict:
   devices = jax.devices()
   first = devices[0]
   if first.platform == "cpu":
-    words = f"cpu ({cpu_model()}, {cpu_count()} cores)"
+    split = f", {len(devices)} devices" if len(devices) > 1 else ""  # `jaxviz.host_devices`
+    words = f"cpu ({cpu_model()}, {cpu_count()} cores{split})"
   else:
     words = f"{first.platform} ({first.device_kind}) ×{len(devices)}"
   return {"device": words, "platform": first.platform, "device_count": len(devices)}
@@ -177,7 +178,8 @@ def time_job(job: Mapping, progress: Progress = SILENT) -> dict:
 
   The weights are made (or loaded) first and timed apart as `seconds_weights`: random weights
   stand in for reading a checkpoint. Returns those, `seconds_cold`, `seconds_warm` (median),
-  `seconds_warm_runs`, `peak_memory_bytes`, `filters` (the count run) and the device keys.
+  `seconds_warm_runs`, `peak_memory_bytes`, `filters` (the count run), `conv` (who ran the
+  convolutions) and the device keys.
   """
   info = device_info()
   settings = AscentSettings.from_config(job)
@@ -199,7 +201,8 @@ def time_job(job: Mapping, progress: Progress = SILENT) -> dict:
   progress(f"{job['layer']}: warm {', '.join(f'{t:.2f}s' for t in warm)}")
   return {"filters": len(indices), "seconds_weights": weights, "seconds_cold": cold,
           "seconds_warm": statistics.median(warm), "seconds_warm_runs": warm,
-          "peak_memory_bytes": peak_memory_bytes(), **info}
+          "peak_memory_bytes": peak_memory_bytes(), "conv": onednn.resolve(settings.conv),
+          **info}
 
 
 def time_job_fresh(job: Mapping) -> dict:
@@ -366,7 +369,7 @@ def make_record(job: Mapping, spec: ModelSpec, timed: Mapping, peak: float, per_
       "peak_size": config["peak_size"],
       "random_weights": bool(job["random_weights"]),
       "chunk_size": job["chunk_size"], "loop": settings.loop,
-      "conv": onednn.resolve(settings.conv),  # who ran the convolutions (xla, onednn, onednn_bf16)
+      "conv": timed["conv"],  # who ran the convolutions (xla, onednn, onednn_bf16)
       "channel_only": settings.channel_only, "settings": dataclasses.asdict(settings),
       "load_average_1m": os.getloadavg()[0],  # others' work on the machine skews the times
       "jax_version": jax.__version__,
@@ -446,6 +449,7 @@ def main_command(config: Mapping, json_lines: bool = False,
 def _child(job_text: str) -> int:
   """`python -m jaxviz.bench --one JOB`: times one job here and prints its result line."""
   job = json.loads(job_text)
+  host_devices.split_cpu(job["conv"])  # as the gallery job does, before JAX starts
   if not job["compilation_cache"]:
     jax.config.update("jax_enable_compilation_cache", False)
   try:

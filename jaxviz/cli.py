@@ -50,14 +50,15 @@ def _train(args, config):
 
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
-  from jaxviz import distributed
+  from jaxviz import distributed, host_devices
   from jaxviz.jobs import gallery
   from jaxviz.progress import Progress
   workdir = require_workdir(args)
-  distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
-                         args.process_id, args.local_device_ids, timeout=args.init_timeout,
-                         progress=Progress("gallery"),
-                         heartbeat_timeout=args.heartbeat_timeout)  # before any JAX computation
+  if not distributed.initialize(args.distributed, args.coordinator_address,
+                                args.num_processes, args.process_id, args.local_device_ids,
+                                timeout=args.init_timeout, progress=Progress("gallery"),
+                                heartbeat_timeout=args.heartbeat_timeout):  # before any JAX work
+    host_devices.split_cpu(config.conv)  # one process: one device per CPU core
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
@@ -104,7 +105,9 @@ _gallery.add_arguments = _gallery_arguments
 @command("sweep", "optimize a layer's filters under a grid of ascent hyperparameters, in one "
          "compiled program", "lenet_conv2d_2")
 def _sweep(args, config):
+  from jaxviz import host_devices
   from jaxviz.jobs import sweep
+  host_devices.split_cpu(config.conv)  # one device per CPU core, before JAX starts
   from jaxviz.progress import Progress
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))

@@ -3,7 +3,8 @@
 Devices. A process runs D chunks at once, one per local device: the chunks, each padded to the
 chunk size, are laid end to end and split along the "filters" axis of a mesh of the local devices
 (`NamedSharding(mesh, P("filters"))`), so one compiled call gives every device exactly the batch a
-single-device run computes for its chunk. As every filter draws its noise from its own key
+single-device run computes for its chunk. A single process on a CPU host split into one device
+per core (`jaxviz.host_devices`) instead shares each chunk among its devices. As every filter draws its noise from its own key
 (`jaxviz.engine`; docs/scale.md, "What stays the same"), a filter's image is then bit-for-bit
 the same on 1 device or 8, on 1 host or 64.
 
@@ -361,6 +362,14 @@ def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
   """
   mesh = filter_mesh()
   devices, processes, me = mesh.devices.size, process_count(), process_index()
+  if processes == 1 and devices > 1 and mesh.devices.flat[0].platform == "cpu":
+    # One process on a CPU host split into a device per core (`jaxviz.host_devices`): every
+    # chunk is shared by all of them, so a job of a single chunk still uses every core.
+    sharding = NamedSharding(mesh, PartitionSpec(FILTER_AXIS))
+    pad_to = -(-chunk_size // devices) * devices
+    for index in todo:
+      yield index, engine.run_chunk(chunks[index], seed=seed, pad_to=pad_to, sharding=sharding)
+    return
   if processes > 1:  # Rounds gather [devices, chunk_size, …] from everyone: same shapes needed.
     check_agreement("number of local devices (use --local_device_ids to even them out)",
                     str(devices))

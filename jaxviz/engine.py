@@ -69,6 +69,16 @@ class FilterResult(NamedTuple):
     return self.woken if self.woken.ndim == 1 else self.woken.any(axis=1)
 
 
+def local_sharding() -> jax.sharding.NamedSharding | None:
+  """The filter axis split over this process's devices, or None when it has one. A process has
+  several CPU devices when it asked for them (`jaxviz.host_devices`)."""
+  devices = jax.local_devices()
+  if len(devices) == 1:
+    return None
+  mesh = jax.sharding.Mesh(np.array(devices), ("filters",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("filters"))
+
+
 class FilterEngine:
   """Optimizes images for filters of one layer of `model`; compiled once per chunk shape.
 
@@ -256,11 +266,14 @@ class FilterEngine:
     """Items (a filter, with `settings` shared or one per item, and optionally a start image)
     run chunk by chunk, as `plan` cuts them; their results in item order."""
     chunks, pad_to = self.plan(range(len(filters)), chunk_size, memory_budget_mb)
+    sharding = local_sharding()
+    if sharding is not None:  # every device takes an equal share of each chunk
+      pad_to = -(-pad_to // sharding.num_devices) * sharding.num_devices
     parts = []
     for c, chunk in enumerate(chunks):
       items = slice(chunk[0], chunk[-1] + 1)
       parts.append(self.run_chunk(
-          filters[items], seed=seed, pad_to=pad_to,
+          filters[items], seed=seed, pad_to=pad_to, sharding=sharding,
           start_images=None if start_images is None else start_images[items],
           settings=settings if settings is None or isinstance(settings, AscentSettings)
           else settings[items]))

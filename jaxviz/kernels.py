@@ -8,6 +8,10 @@ a slow scalar loop). Here both are rewritten as forward operations:
 - `conv`: the gradient of a 'same', stride-1 convolution with an odd kernel, with respect to its
   input, is the same convolution of the output gradient with the kernel rotated by 180° and its
   in/out channels swapped.
+- `conv_to_one_channel`: a convolution with a single output channel (an input gradient into a
+  grey image, or the target filter's own channel) as one matmul to the kernel's taps and a sum
+  of shifted planes. XLA:CPU's convolution ran that shape at about a tenth of its speed on wide
+  outputs (LeNet's `conv2d_1` input gradient, 20 → 1 channels at 28×28: 58 µs).
 - `relu_max_pool`: ReLU then a 2×2/2 max pool; the gradient goes to the positions holding each
   window's maximum (a compare against the upsampled pooled value) where the ReLU was active.
   Windows whose maximum occurs twice at a positive value pass the gradient to both, where XLA
@@ -28,11 +32,27 @@ from jaxviz import onednn
 from jaxviz.models.layers import conv_same
 
 
+def conv_to_one_channel(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_same(x, kernel)` for `x` `[N, H, W, Cin]` and an odd `kernel` `[kh, kw, Cin, 1]`.
+
+  Each position's contribution to every tap, `[N·H·W, Cin] @ [Cin, kh·kw]`, then for each
+  output position the sum over taps of its neighbours' contributions (one fused loop).
+  """
+  kh, kw, cin, _ = kernel.shape
+  n, h, w, _ = x.shape
+  taps = (x.reshape(-1, cin) @ kernel.reshape(kh * kw, cin).T).reshape(n, h, w, kh, kw)
+  taps = jnp.pad(taps, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0), (0, 0)))
+  y = sum(taps[:, a:a + h, b:b + w, a, b] for a in range(kh) for b in range(kw))
+  return y[..., None]
+
+
 def _same(x: jax.Array, kernel: jax.Array, backend: str) -> jax.Array:
   """`conv_same` by XLA, or by oneDNN where `backend` is one of oneDNN's and the shapes suit
-  it."""
+  it; a single output channel as `conv_to_one_channel`."""
   if backend in onednn.TARGETS and onednn.suits(x, kernel):
     return onednn.conv_same(x, kernel, backend)
+  if kernel.shape[3] == 1 and kernel.shape[2] > 1:
+    return conv_to_one_channel(x, kernel)
   return conv_same(x, kernel)
 
 

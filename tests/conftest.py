@@ -4,8 +4,14 @@ checkpoints; a cache folder of the test's own."""
 import gzip
 import struct
 
+import jax
 import numpy as np
 import pytest
+
+# The backend starts here, with one CPU device, so no command a test runs in this process can
+# split the host into one device per core (`jaxviz.host_devices`): tests that need several
+# devices start processes of their own.
+jax.devices()
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -35,7 +35,9 @@ JOB = ["--config.layer=conv2d_1", "--config.filters=0-6", "--config.chunk_size=3
 def environment(tmp: Path, devices: int = 1) -> dict:
   env = dict(os.environ, JAXVIZ_CACHE=str(tmp / "cache"), JAX_PLATFORMS="cpu",
              PYTHONPATH=str(REPO))
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+  # One device is asked for too: otherwise the gallery command splits the host into one device
+  # per core (`jaxviz.host_devices`).
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   return env
 
 

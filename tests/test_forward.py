@@ -44,6 +44,30 @@ def test_conv_backward_is_the_flipped_kernel_convolution():
   np.testing.assert_allclose(fast_vjp(g)[0], vjp(g)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_one_output_channel_by_hand():
+  # 3×3 ones kernel over 2 channels: each output is the sum of its 'same' neighbourhood.
+  x = jnp.arange(2 * 3 * 3, dtype=jnp.float32).reshape(1, 3, 3, 2)
+  kernel = jnp.ones((3, 3, 2, 1))
+  y = np.asarray(kernels.conv_to_one_channel(x, kernel))[0, ..., 0]
+  plane = np.asarray(x[0]).sum(-1)
+  padded = np.pad(plane, 1)
+  expected = [[padded[i:i + 3, j:j + 3].sum() for j in range(3)] for i in range(3)]
+  np.testing.assert_allclose(y, expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 6, 20, 5), (1, 4, 5, 3, 3)])
+def test_one_output_channel_equals_xla_and_so_does_its_gradient(shape):
+  n, h, w, cin, k = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w, cin))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, cin, 1))
+  np.testing.assert_allclose(kernels.conv_to_one_channel(x, kernel), L.conv_same(x, kernel),
+                             rtol=1e-5, atol=1e-5)
+  g = jax.random.normal(jax.random.key(2), (n, h, w, 1))
+  _, vjp = jax.vjp(lambda x: L.conv_same(x, kernel), x)
+  _, fast_vjp = jax.vjp(lambda x: kernels.conv(x, kernel), x)  # one channel: the fast path
+  np.testing.assert_allclose(fast_vjp(g)[0], vjp(g)[0], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("spec", [get_spec("lenet"), small_vgg_like()], ids=lambda s: s.name)
 def test_prepared_kernels_give_the_same_gradient(spec):
   params = spec.init_params(jax.random.key(0))
