@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.robustness_samples = 0   # the seed method measures no robustness: neither does the job
   # The engine.
   c.chunk_size = 0           # filters per compiled batch; 0 = the engine chooses (as `run` does)
+  c.split_cpu = True         # one device per CPU core, as the gallery job (jaxviz.host_devices)
   # Every other engine setting (loop, channel_only, …, regularizers off) at the engine's own
   # default, so its choices show in the numbers and each can be compared: --config.loop=scan.
   for field in dataclasses.fields(AscentSettings):

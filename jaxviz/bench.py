@@ -449,7 +449,8 @@ def main_command(config: Mapping, json_lines: bool = False,
 def _child(job_text: str) -> int:
   """`python -m jaxviz.bench --one JOB`: times one job here and prints its result line."""
   job = json.loads(job_text)
-  host_devices.split_cpu(job["conv"])  # as the gallery job does, before JAX starts
+  if job.get("split_cpu", True):
+    host_devices.split_cpu(job["conv"])  # as the gallery job does, before JAX starts
   if not job["compilation_cache"]:
     jax.config.update("jax_enable_compilation_cache", False)
   try:

@@ -46,6 +46,12 @@ SECTIONS = {
         f"jaxviz bench --config {job} --config.conv={backend}"
         for job in ("bench_vgg16_block3_conv1", "bench_vgg16_block5_conv1")
         for backend in ("onednn", "onednn_bf16")]),
+    "split": ("One device for the host against one per core (`split_cpu`), each job back to "
+              "back", [
+                  f"jaxviz bench --config {job}{flag}"
+                  for job in ("bench_lenet", "bench_vgg16_block1_conv2",
+                              "bench_vgg16_block3_conv1", "bench_vgg16_block5_conv1")
+                  for flag in (" --config.split_cpu=False", "")]),
     "filters": ("Time against filters (VGG16 block3_conv1, 64×64, 20 steps)", [
         f"jaxviz bench {SWEEP} --config.num_filters={n}" for n in (16, 64, 256)]),
     "size": ("Time against image size (VGG16 block3_conv1, 16 filters, 20 steps)", [
