@@ -450,7 +450,7 @@ def _child(job_text: str) -> int:
   """`python -m jaxviz.bench --one JOB`: times one job here and prints its result line."""
   job = json.loads(job_text)
   if job.get("split_cpu", True):
-    host_devices.split_cpu(job["conv"])  # as the gallery job does, before JAX starts
+    host_devices.split_cpu()  # as the gallery job does, before JAX starts
   if not job["compilation_cache"]:
     jax.config.update("jax_enable_compilation_cache", False)
   try:

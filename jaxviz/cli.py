@@ -58,7 +58,7 @@ def _gallery(args, config):
                                 args.num_processes, args.process_id, args.local_device_ids,
                                 timeout=args.init_timeout, progress=Progress("gallery"),
                                 heartbeat_timeout=args.heartbeat_timeout):  # before any JAX work
-    host_devices.split_cpu(config.conv)  # one process: one device per CPU core
+    host_devices.split_cpu()  # one process: one device per CPU core
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
@@ -107,7 +107,7 @@ _gallery.add_arguments = _gallery_arguments
 def _sweep(args, config):
   from jaxviz import host_devices
   from jaxviz.jobs import sweep
-  host_devices.split_cpu(config.conv)  # one device per CPU core, before JAX starts
+  host_devices.split_cpu()  # one device per CPU core, before JAX starts
   from jaxviz.progress import Progress
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))

@@ -121,24 +121,39 @@ class FilterEngine:
 
   # --- the compiled programs ----------------------------------------------------------------
 
-  def _chunk_program(self, params, v, filters, key, hp, devices, micro):
+  def _chunk_program(self, params, v, filters, key, hp, mesh, micro):
     """Variables `[N, D, …]`, filters `[N]` → (images `[N, D, H, W, C]`, activations
     `[N, D, steps + 1]`, robustness `[N, D]`).
 
     `hp` holds scalars (one setting for every filter) or `[N]` arrays: item i's own values (a
     sweep's (setting, filter) items), each item then ascending alone under `vmap`.
 
-    The N filters are laid out as `[devices, groups, micro]`: the device axis is what sharding
-    splits, each device walks its groups one after another (`lax.map`), and each group of
-    `micro` filters ascends together. A device thus does the same work whatever the number of
-    devices, and small groups keep a shallow layer's activations in cache on CPUs.
+    With a `mesh` (a 1-D mesh of devices, or None for one device) each device runs
+    `_device_program` on its own slice of the filters (`shard_map`): every operation, the
+    oneDNN convolution's custom call included, is local to a device, and a device does the
+    same work whatever the number of devices.
     """
     self.traces += 1
+    if mesh is None:
+      return self._device_program(params, v, filters, key, hp, micro)
+    split = jax.sharding.PartitionSpec(mesh.axis_names[0])
+    whole = jax.sharding.PartitionSpec()
+    per_item = jnp.ndim(hp["step_size"]) == 1
+    hp_specs = jax.tree_util.tree_map(lambda _: split if per_item else whole, hp)
+    local = lambda params, v, filters, key, hp: self._device_program(params, v, filters, key,
+                                                                     hp, micro)
+    return jax.shard_map(local, mesh=mesh, in_specs=(whole, split, split, whole, hp_specs),
+                         out_specs=split, check_vma=False)(params, v, filters, key, hp)
+
+  def _device_program(self, params, v, filters, key, hp, micro):
+    """`_chunk_program` on one device: its N filters in groups of `micro` that ascend
+    together, one group after another (`lax.map`); small groups keep a shallow layer's
+    activations in cache on CPUs."""
     params = self._prepare(params)
     n = v.shape[0]
-    groups = n // (devices * micro)
+    groups = n // micro
     per_item = jnp.ndim(hp["step_size"]) == 1
-    layout = lambda a: a.reshape(devices, groups, micro, *a.shape[1:])
+    layout = lambda a: a.reshape(groups, micro, *a.shape[1:])
     x, f = layout(v), layout(filters)
     h = jax.tree_util.tree_map(layout, hp) if per_item else {}
 
@@ -154,14 +169,12 @@ class FilterEngine:
       one = lambda v, f, h: jax.tree_util.tree_map(lambda a: a[0], ascend(v[None], f[None], h))
       return jax.vmap(one)(x, f, h)
 
-    def per_device(x, f, h):
-      if groups == 1:
-        first = jax.tree_util.tree_map(lambda a: a[0], (x, f, h))
-        return jax.tree_util.tree_map(lambda a: a[None], group(first))
-      return jax.lax.map(group, (x, f, h))
-
-    out = jax.vmap(per_device)(x, f, h)
-    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[3:]), out)
+    if groups == 1:
+      out = jax.tree_util.tree_map(lambda a: a[None], group(jax.tree_util.tree_map(
+          lambda a: a[0], (x, f, h))))
+    else:
+      out = jax.lax.map(group, (x, f, h))
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
 
   def _prepare(self, params):
     """The image-only forward pass's kernels made once per program (`forward.prepare`)."""
@@ -321,16 +334,16 @@ class FilterEngine:
     v0 = jnp.asarray(v0, jnp.float32)
     f = jnp.asarray(padded)
     hp, per_item = self._chunk_hyperparameters(settings, len(filters), pad)
-    if sharding is not None:
-      v0, f = jax.device_put(v0, sharding), jax.device_put(f, sharding)
-    if self.settings.loop == "python" and not per_item:
+    if self.settings.loop == "python" and not per_item:  # a diagnostic: on one device
       out = self._python_loop(self.model.params, v0, f, key, hp)
     else:
-      devices = sharding.num_devices if sharding is not None else 1
-      per_device = len(padded) // devices
+      mesh = sharding.mesh if sharding is not None and sharding.num_devices > 1 else None
+      if mesh is not None:
+        v0, f = jax.device_put(v0, sharding), jax.device_put(f, sharding)
+      per_device = len(padded) // (mesh.devices.size if mesh is not None else 1)
       micro = max(d for d in range(1, per_device + 1)
                   if per_device % d == 0 and d <= (self.micro_batch or per_device))
-      out = self._run_chunk(self.model.params, v0, f, key, hp, devices, micro)
+      out = self._run_chunk(self.model.params, v0, f, key, hp, mesh, micro)
     n = len(filters)
     images, activations, robustness = (np.asarray(a)[:n] for a in out)
     if self.images_per_filter == 1:  # one image per filter: no image axis

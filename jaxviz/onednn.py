@@ -10,8 +10,11 @@ rounding either way.
 
 Only the engine's forward pass (`jaxviz.forward`) uses it, and only for convolutions with at
 least `MIN_CHANNELS` input and output channels (a first layer's 3 input channels and a single
-target channel are faster in XLA), on a single CPU device (XLA cannot split a custom call across
-devices, so a sharded run keeps XLA's convolution).
+target channel are faster in XLA), on CPU devices. XLA cannot split a custom call across
+devices; the engine never asks it to, since each device runs its own slice of the filters
+(`shard_map`). On a host split into one device per core (`jaxviz.host_devices`) the devices call
+oneDNN at the same time: each call brings its own scratchpad, and each device's oneDNN runs on
+its own share of the cores (`OMP_NUM_THREADS`, set by the split).
 
 The backend `onednn_bf16` rounds each convolution's inputs to bfloat16 and accumulates in
 float32: on CPUs with AMX or AVX-512 BF16 oneDNN runs it several times faster. The engine uses
@@ -162,19 +165,19 @@ def exact(backend: str) -> str:
 def resolve(requested: str) -> str:
   """The backend a setting means here: 'xla', 'onednn' or 'onednn_bf16'.
 
-  'auto' is 'onednn' on a single CPU device where it is available, else 'xla'; 'onednn' or
+  'auto' is 'onednn' on CPU devices where it is available, else 'xla'; 'onednn' or
   'onednn_bf16' where it cannot run is a `JaxvizError` with the reason and the fix.
   """
   if requested not in BACKENDS:
     raise unknown("conv backend", requested, BACKENDS)
   if requested == "xla":
     return "xla"
-  single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+  cpu = jax.default_backend() == "cpu"
   if requested == "auto":
-    return "onednn" if single_cpu and available() else "xla"
-  if not single_cpu:
-    raise JaxvizError(f"conv={requested} runs on a single CPU device only (this run has "
-                      f"{jax.device_count()} {jax.default_backend()} devices): use conv=auto")
+    return "onednn" if cpu and available() else "xla"
+  if not cpu:
+    raise JaxvizError(f"conv={requested} runs on CPUs only (this run's devices are "
+                      f"{jax.default_backend()} devices): use conv=auto")
   if not available():
     raise JaxvizError(f"conv={requested} is unavailable: {unavailable_reason()}; "
                       "or use conv=xla")

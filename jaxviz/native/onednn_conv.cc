@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,7 @@ using dt = dnnl::memory::data_type;
 struct Primitive {
   dnnl::convolution_forward conv;
   dnnl::memory::desc user_src, src, dst, user_weights, weights;
+  dnnl::memory::desc scratchpad, to_src_scratchpad, to_weights_scratchpad;
   std::unique_ptr<dnnl::reorder> to_src;      // null when oneDNN reads x as it is
   std::unique_ptr<dnnl::reorder> to_weights;  // null when oneDNN reads HWIO as it is
 };
@@ -39,6 +41,22 @@ struct Primitive {
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
+}
+
+// Every primitive's scratchpad is the caller's (`Conv` keeps one per thread): oneDNN's own is
+// shared by all primitives, so two devices calling at once (a host split into one device per
+// core, `jaxviz.host_devices`) would write into the same memory.
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// This thread's scratchpad memory for `desc`, grown to the largest any primitive has needed.
+dnnl::memory ScratchpadFor(const dnnl::memory::desc& desc) {
+  thread_local std::vector<char> scratch;
+  if (scratch.size() < desc.get_size()) scratch.resize(desc.get_size());
+  return dnnl::memory(desc, Engine(), scratch.data());
 }
 
 // The shape → oneDNN's description of the convolution, NHWC in and out (float32 out), the
@@ -51,7 +69,7 @@ dnnl::convolution_forward::primitive_desc Describe(const Shape& shape) {
       dnnl::memory::desc({n, cin, h, w}, inputs, tag::nhwc),
       dnnl::memory::desc({cout, cin, kh, kw}, inputs, tag::any),
       dnnl::memory::desc({n, cout, h, w}, dt::f32, tag::nhwc), {1, 1}, {kh / 2, kw / 2},
-      {kh / 2, kw / 2});
+      {kh / 2, kw / 2}, UserScratchpad());
 }
 
 // The compiled convolution for a shape (made once per shape).
@@ -67,16 +85,20 @@ Primitive& PrimitiveFor(const Shape& shape) {
   p->user_src = dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc);
   p->src = pd.src_desc();
   if (p->src != p->user_src) {
-    p->to_src = std::make_unique<dnnl::reorder>(
-        dnnl::reorder::primitive_desc(Engine(), p->user_src, Engine(), p->src));
+    auto rd = dnnl::reorder::primitive_desc(Engine(), p->user_src, Engine(), p->src, UserScratchpad());
+    p->to_src_scratchpad = rd.scratchpad_desc();
+    p->to_src = std::make_unique<dnnl::reorder>(rd);
   }
   p->dst = pd.dst_desc();
+  p->scratchpad = pd.scratchpad_desc();
   p->user_weights = dnnl::memory::desc({cout, cin, kh, kw}, dt::f32, tag::hwio);
   p->conv = dnnl::convolution_forward(pd);
   p->weights = pd.weights_desc();
   if (p->weights != p->user_weights) {
-    p->to_weights = std::make_unique<dnnl::reorder>(
-        dnnl::reorder::primitive_desc(Engine(), p->user_weights, Engine(), p->weights));
+    auto rd = dnnl::reorder::primitive_desc(Engine(), p->user_weights, Engine(), p->weights,
+                                            UserScratchpad());
+    p->to_weights_scratchpad = rd.scratchpad_desc();
+    p->to_weights = std::make_unique<dnnl::reorder>(rd);
   }
   Primitive& result = *p;
   cache.emplace(shape, std::move(p));
@@ -98,17 +120,21 @@ ffi::Error Conv(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
     dnnl::memory src(p.user_src, Engine(), x.typed_data());
     if (p.to_src) {
       dnnl::memory rounded(p.src, Engine());
-      p.to_src->execute(stream, src, rounded);
+      p.to_src->execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, rounded},
+                                 {DNNL_ARG_SCRATCHPAD, ScratchpadFor(p.to_src_scratchpad)}});
       src = rounded;
     }
     dnnl::memory dst(p.dst, Engine(), y->typed_data());
     dnnl::memory weights(p.user_weights, Engine(), k.typed_data());
     if (p.to_weights) {
       dnnl::memory reordered(p.weights, Engine());
-      p.to_weights->execute(stream, weights, reordered);
+      p.to_weights->execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, reordered},
+                                     {DNNL_ARG_SCRATCHPAD,
+                                      ScratchpadFor(p.to_weights_scratchpad)}});
       weights = reordered;
     }
-    p.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+    p.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst},
+                            {DNNL_ARG_SCRATCHPAD, ScratchpadFor(p.scratchpad)}});
     stream.wait();
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("jaxviz_onednn_conv: ") + e.what());
