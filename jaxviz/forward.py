@@ -18,12 +18,13 @@ def _odd(layer: L.Conv) -> bool:
   return all(k % 2 == 1 for k in layer.kernel_size)
 
 
-def conv_layer(x: jax.Array, layer: L.Conv, kernel: jax.Array, bias: jax.Array,
+def conv_layer(x: jax.Array, layer: L.Conv, kernel: jax.Array, bias: jax.Array | None,
                backend: str = "xla", kernel_backward: jax.Array | None = None) -> jax.Array:
-  """Pre-activation output of a conv layer, `[N, H, W, Cin]` → `[N, H, W, Cout]`; `backend`
-  'xla' or 'onednn' (`jaxviz.onednn.resolve`); `kernel_backward` as `prepare` makes it."""
+  """Pre-activation output of a conv layer, `[N, H, W, Cin]` → `[N, H, W, Cout]` (without the
+  bias when `bias` is None); `backend` 'xla' or 'onednn' (`jaxviz.onednn.resolve`);
+  `kernel_backward` as `prepare` makes it."""
   y = kernels.conv(x, kernel, backend, kernel_backward) if _odd(layer) else L.conv_same(x, kernel)
-  return y + bias
+  return y if bias is None else y + bias
 
 
 def prepare(spec: ModelSpec, params: Params) -> Params:
@@ -72,10 +73,11 @@ def forward(spec: ModelSpec, params: Params, x: jax.Array, upto: str,
     layer = layers[i]
     if isinstance(layer, L.Conv):
       p = params[layer.name]
-      y = conv_layer(x, layer, p["kernel"], p["bias"], conv, p.get("kernel_backward"))
       skip = _relu_then_pool(layers, i, upto, output)
-      if skip:
-        return kernels.relu_max_pool(y), L.identity, 1 + skip
+      if skip:  # the bias and ReLU after the max, on the pooled map (`bias_relu_max_pool`)
+        y = conv_layer(x, layer, p["kernel"], None, conv, p.get("kernel_backward"))
+        return kernels.bias_relu_max_pool(y, p["bias"]), L.identity, 1 + skip
+      y = conv_layer(x, layer, p["kernel"], p["bias"], conv, p.get("kernel_backward"))
       return y, lambda v: L.activate(v, layer.activation), 1
     if isinstance(layer, L.Dense):
       y = x @ params[layer.name]["kernel"] + params[layer.name]["bias"]

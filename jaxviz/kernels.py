@@ -120,3 +120,26 @@ def _relu_max_pool_bwd(residuals, g):
 
 
 relu_max_pool.defvjp(_relu_max_pool_fwd, _relu_max_pool_bwd)
+
+
+@jax.custom_vjp
+def bias_relu_max_pool(y: jax.Array, bias: jax.Array) -> jax.Array:
+  """max_pool(relu(y + bias)) for `y` `[N, H, W, C]` and a per-channel `bias` `[C]`, 2×2
+  windows, stride 2, computed as relu(max_pool(y) + bias): adding a constant per channel and
+  the ReLU are monotone, so they commute with the window's max and run on the pooled map, a
+  quarter of the size. No cotangent for `bias` (zeros): jaxviz never differentiates weights."""
+  return jax.nn.relu(max_pool(y) + bias)
+
+
+def _bias_relu_max_pool_fwd(y, bias):
+  m = max_pool(y)
+  return jax.nn.relu(m + bias), (y, m, bias)
+
+
+def _bias_relu_max_pool_bwd(residuals, g):
+  y, m, bias = residuals
+  winner = (y == _upsample(m, 2, y.shape, -jnp.inf)) & (_upsample(m + bias, 2, y.shape, 0.0) > 0)
+  return jnp.where(winner, _upsample(g, 2, y.shape, 0.0), 0.0), jnp.zeros_like(bias)
+
+
+bias_relu_max_pool.defvjp(_bias_relu_max_pool_fwd, _bias_relu_max_pool_bwd)
