@@ -9,8 +9,8 @@ says which, and the `auto` backend is XLA's convolution: the images are the same
 rounding either way.
 
 Only the engine's forward pass (`jaxviz.forward`) uses it, and only for convolutions with at
-least `MIN_CHANNELS` input and output channels (a first layer's 3 input channels and a single
-target channel are faster in XLA), on CPU devices. XLA cannot split a custom call across
+least `MIN_CHANNELS` output channels and as many input channels, or a single one (a colour first
+layer's 3 input channels and a single target channel are faster in XLA), on CPU devices. XLA cannot split a custom call across
 devices; the engine never asks it to, since each device runs its own slice of the filters
 (`shard_map`). On a host split into one device per core (`jaxviz.host_devices`) the devices call
 oneDNN at the same time: each call brings its own scratchpad, and each device's oneDNN runs on
@@ -190,10 +190,13 @@ def resolve(requested: str) -> str:
 
 def suits(x: jax.Array, kernel: jax.Array) -> bool:
   """Whether a 'same' conv of `x` `[N, H, W, Cin]` by `kernel` `[kh, kw, Cin, Cout]` goes to
-  oneDNN: float32, odd kernel, enough channels on both sides."""
+  oneDNN: float32, odd kernel, at least `MIN_CHANNELS` output channels, and as many input
+  channels or a single one (a grey model's first layer: LeNet's job 5–9 % faster on a host split
+  into one device per core, BENCHMARKS.md)."""
   kh, kw, cin, cout = kernel.shape
   return (x.ndim == 4 and x.dtype == jnp.float32 and kernel.dtype == jnp.float32
-          and kh % 2 == 1 and kw % 2 == 1 and min(cin, cout) >= MIN_CHANNELS)
+          and kh % 2 == 1 and kw % 2 == 1 and cout >= MIN_CHANNELS
+          and (cin >= MIN_CHANNELS or cin == 1))
 
 
 def _make_conv(backend: str):

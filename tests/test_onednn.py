@@ -16,6 +16,7 @@ from jaxviz.ascent import AscentSettings
 from jaxviz.engine import FilterEngine
 from jaxviz.errors import JaxvizError
 from jaxviz.forward import forward
+from jaxviz.models import get_spec
 from jaxviz.models import layers as L
 from jaxviz.models.layers import conv_same
 from jaxviz.models.spec import Model, ModelSpec
@@ -47,7 +48,8 @@ def random(shape, seed):
 
 
 @needs_onednn
-@pytest.mark.parametrize("shape", [(1, 8, 8, 16, 16), (3, 7, 9, 32, 20), (2, 4, 4, 64, 128)])
+@pytest.mark.parametrize("shape", [(1, 8, 8, 16, 16), (3, 7, 9, 32, 20), (2, 4, 4, 64, 128),
+                                   (2, 9, 7, 1, 20)])
 @pytest.mark.parametrize("kernel_side", [3, 5])
 def test_equals_xla_convolution(shape, kernel_side):
   n, h, w, cin, cout = shape
@@ -89,6 +91,29 @@ def test_forward_with_onednn_equals_the_reference():
   for name in spec.layer_names:
     reference = spec.module.apply({"params": params}, x, upto=name)
     np.testing.assert_allclose(forward(spec, params, x, name, conv="onednn"), reference,
+                               rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_which_convolutions_go_to_onednn():
+  x = lambda cin: jnp.zeros((1, 8, 8, cin))
+  k = lambda cin, cout: jnp.zeros((3, 3, cin, cout))
+  assert onednn.suits(x(16), k(16, 16)) and onednn.suits(x(1), k(1, 20))  # a grey first layer
+  assert not onednn.suits(x(3), k(3, 64))   # a colour first layer: XLA's is faster
+  assert not onednn.suits(x(64), k(64, 1))  # one output channel: `kernels.conv_to_one_channel`
+  assert not onednn.suits(x(64), k(64, 8))
+
+
+@needs_onednn
+def test_lenet_forward_and_gradient_with_onednn_equal_the_reference():
+  spec = get_spec("lenet")
+  params = spec.init_params(jax.random.key(0))
+  x = random((2, *spec.input_shape), 1)
+  for name in ("conv2d_1", "conv2d_2", "dense_2"):
+    loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+    ours = lambda x: forward(spec, params, x, name, conv="onednn")
+    reference = lambda x: spec.module.apply({"params": params}, x, upto=name)
+    np.testing.assert_allclose(ours(x), reference(x), rtol=1e-4, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(jax.grad(loss(ours))(x), jax.grad(loss(reference))(x),
                                rtol=1e-4, atol=1e-4, err_msg=name)
 
 
