@@ -3,10 +3,11 @@
 Devices. A process runs D chunks at once, one per local device: the chunks, each padded to the
 chunk size, are laid end to end and split along the "filters" axis of a mesh of the local devices
 (`NamedSharding(mesh, P("filters"))`), so one compiled call gives every device exactly the batch a
-single-device run computes for its chunk. A single process on a CPU host split into one device
-per core (`jaxviz.host_devices`) instead shares each chunk among its devices. As every filter draws its noise from its own key
+single-device run computes for its chunk. As every filter draws its noise from its own key
 (`jaxviz.engine`; docs/scale.md, "What stays the same"), a filter's image is then bit-for-bit
-the same on 1 device or 8, on 1 host or 64.
+the same on 1 device or 8, on 1 host or 64. A single process on a CPU host split into one
+device per core (`jaxviz.host_devices`) instead shares each chunk among its devices, whose
+groups of filters may then be smaller: the same images to float rounding.
 
 Hosts. `initialize` starts `jax.distributed` (flags, or JAX's own cluster detection on Cloud TPU,
 SLURM, Open MPI), within a bounded time: a process that cannot reach the coordinator, or whose

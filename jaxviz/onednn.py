@@ -10,9 +10,9 @@ rounding either way.
 
 Only the engine's forward pass (`jaxviz.forward`) uses it, and only for convolutions with at
 least `MIN_CHANNELS` output channels and as many input channels, or a single one (a colour first
-layer's 3 input channels and a single target channel are faster in XLA), on CPU devices. XLA cannot split a custom call across
-devices; the engine never asks it to, since each device runs its own slice of the filters
-(`shard_map`). On a host split into one device per core (`jaxviz.host_devices`) the devices call
+layer's 3 input channels and a single target channel are faster in XLA), on CPU devices. XLA
+cannot split a custom call across devices; the engine never asks it to, since each device runs
+its own slice of the filters (`shard_map`). On a host split into one device per core (`jaxviz.host_devices`) the devices call
 oneDNN at the same time: each call brings its own scratchpad, and each device's oneDNN runs on
 its own share of the cores (`OMP_NUM_THREADS`, set by the split).
 

@@ -85,7 +85,8 @@ Primitive& PrimitiveFor(const Shape& shape) {
   p->user_src = dnnl::memory::desc({n, cin, h, w}, dt::f32, tag::nhwc);
   p->src = pd.src_desc();
   if (p->src != p->user_src) {
-    auto rd = dnnl::reorder::primitive_desc(Engine(), p->user_src, Engine(), p->src, UserScratchpad());
+    auto rd = dnnl::reorder::primitive_desc(Engine(), p->user_src, Engine(), p->src,
+                                            UserScratchpad());
     p->to_src_scratchpad = rd.scratchpad_desc();
     p->to_src = std::make_unique<dnnl::reorder>(rd);
   }
