@@ -72,6 +72,11 @@ def split(indices: Sequence[int], chunk_size: int) -> list[list[int]]:
   return [indices[i:i + chunk_size] for i in range(0, len(indices), chunk_size)]
 
 
+def round_up(size: int, multiple: int) -> int:
+  """The smallest multiple of `multiple` that is at least `size` (a chunk shared by devices)."""
+  return -(-size // multiple) * multiple
+
+
 def pad(chunk: Sequence[int], size: int) -> list[int]:
   """`chunk` filled to `size` by repeating its last index: padded rows compute a real filter
   and are dropped, so a chunk's shape (and its compiled program) never depends on its length."""

@@ -107,8 +107,8 @@ _gallery.add_arguments = _gallery_arguments
 def _sweep(args, config):
   from jaxviz import host_devices
   from jaxviz.jobs import sweep
-  host_devices.split_cpu()  # one device per CPU core, before JAX starts
   from jaxviz.progress import Progress
+  host_devices.split_cpu()  # one device per CPU core, before JAX starts
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))
   print(out)

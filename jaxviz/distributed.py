@@ -39,10 +39,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxviz import chunking
-from jaxviz.engine import FilterResult
+from jaxviz.engine import FILTER_AXIS, FilterResult, local_sharding
 from jaxviz.errors import JaxvizError
 
-FILTER_AXIS = "filters"
 RESULT_ARRAYS = ("images", "activations", "robustness")  # a chunk's per-filter arrays
 MODES = ("auto", "on", "off")
 INIT_TIMEOUT = 60.0   # seconds for all processes to join, by default (--init_timeout)
@@ -366,8 +365,7 @@ def compute_chunks(engine, chunks: Sequence[Sequence[int]], todo: Sequence[int],
   if processes == 1 and devices > 1 and mesh.devices.flat[0].platform == "cpu":
     # One process on a CPU host split into a device per core (`jaxviz.host_devices`): every
     # chunk is shared by all of them, so a job of a single chunk still uses every core.
-    sharding = NamedSharding(mesh, PartitionSpec(FILTER_AXIS))
-    pad_to = -(-chunk_size // devices) * devices
+    sharding, pad_to = local_sharding(), chunking.round_up(chunk_size, devices)
     for index in todo:
       yield index, engine.run_chunk(chunks[index], seed=seed, pad_to=pad_to, sharding=sharding)
     return

@@ -69,14 +69,17 @@ class FilterResult(NamedTuple):
     return self.woken if self.woken.ndim == 1 else self.woken.any(axis=1)
 
 
+FILTER_AXIS = "filters"  # the mesh axis a chunk's filters are split along
+
+
 def local_sharding() -> jax.sharding.NamedSharding | None:
   """The filter axis split over this process's devices, or None when it has one. A process has
   several CPU devices when it asked for them (`jaxviz.host_devices`)."""
   devices = jax.local_devices()
   if len(devices) == 1:
     return None
-  mesh = jax.sharding.Mesh(np.array(devices), ("filters",))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("filters"))
+  mesh = jax.sharding.Mesh(np.array(devices), (FILTER_AXIS,))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(FILTER_AXIS))
 
 
 class FilterEngine:
@@ -281,7 +284,7 @@ class FilterEngine:
     chunks, pad_to = self.plan(range(len(filters)), chunk_size, memory_budget_mb)
     sharding = local_sharding()
     if sharding is not None:  # every device takes an equal share of each chunk
-      pad_to = -(-pad_to // sharding.num_devices) * sharding.num_devices
+      pad_to = chunking.round_up(pad_to, sharding.num_devices)
     parts = []
     for c, chunk in enumerate(chunks):
       items = slice(chunk[0], chunk[-1] + 1)
