@@ -14,6 +14,7 @@ the step and the image, so its images do not depend on which filters share its c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -82,6 +83,25 @@ def local_sharding() -> jax.sharding.NamedSharding | None:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(FILTER_AXIS))
 
 
+# XLA:CPU's older fusion emitters compile the chunk program in 60 % of the time (block5_conv1:
+# 1.1 s against 1.8 s) and give the same images bit for bit (BENCHMARKS.md, "Cold start").
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+@functools.cache
+def compiler_options() -> dict | None:
+  """XLA options for the engine's programs: `CPU_COMPILER_OPTIONS` on a CPU backend whose XLA
+  knows them (a tiny program compiled with them once), None otherwise."""
+  if jax.default_backend() != "cpu":
+    return None
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
+        np.float32(0)).compile()
+  except Exception:  # an XLA without the option: its defaults
+    return None
+  return CPU_COMPILER_OPTIONS
+
+
 class FilterEngine:
   """Optimizes images for filters of one layer of `model`; compiled once per chunk shape.
 
@@ -111,16 +131,20 @@ class FilterEngine:
     self.traces = 0
     images_per_group = chunking.micro_batch(model.spec, layer, self.image_shape)
     self.micro_batch = images_per_group and max(1, images_per_group // self.images_per_filter)
-    self._run_chunk = jax.jit(self._chunk_program, static_argnums=(5, 6))
-    self._step = jax.jit(self._python_step, donate_argnums=(1, 2))
-    self._init = jax.jit(lambda v, hp: ascent.init_state(self.ascent, v, hp))
+    options = compiler_options()
+    self._run_chunk = jax.jit(self._chunk_program, static_argnums=(5, 6),
+                              compiler_options=options)
+    self._step = jax.jit(self._python_step, donate_argnums=(1, 2), compiler_options=options)
+    self._init = jax.jit(lambda v, hp: ascent.init_state(self.ascent, v, hp),
+                         compiler_options=options)
     self._evaluate = jax.jit(lambda params, v, f, hp: ascent.evaluate(self.ascent, params, v, f,
-                                                                      hp))
+                                                                      hp),
+                             compiler_options=options)
 
   def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
     """The traced values of `settings` (default: the engine's): other values compile nothing,
     as long as no piece the engine has off is on."""
-    return {k: jnp.asarray(v) for k, v in (settings or self.settings).hyperparameters().items()}
+    return {k: jax.device_put(v) for k, v in (settings or self.settings).hyperparameters().items()}
 
   # --- the compiled programs ----------------------------------------------------------------
 
@@ -334,15 +358,15 @@ class FilterEngine:
     else:
       v0 = self.variables_from_images(
           np.concatenate([start_images, np.repeat(start_images[-1:], pad, 0)]))
-    v0 = jnp.asarray(v0, jnp.float32)
-    f = jnp.asarray(padded)
     hp, per_item = self._chunk_hyperparameters(settings, len(filters), pad)
-    if self.settings.loop == "python" and not per_item:  # a diagnostic: on one device
+    mesh = sharding.mesh if sharding is not None and sharding.num_devices > 1 else None
+    python_loop = self.settings.loop == "python" and not per_item  # a diagnostic: one device
+    # Host arrays placed by device_put: no compiled copy or slice on the first call.
+    v0, f = jax.device_put((np.asarray(v0, np.float32), padded),
+                           sharding if mesh is not None and not python_loop else None)
+    if python_loop:
       out = self._python_loop(self.model.params, v0, f, key, hp)
     else:
-      mesh = sharding.mesh if sharding is not None and sharding.num_devices > 1 else None
-      if mesh is not None:
-        v0, f = jax.device_put(v0, sharding), jax.device_put(f, sharding)
       per_device = len(padded) // (mesh.devices.size if mesh is not None else 1)
       micro = max(d for d in range(1, per_device + 1)
                   if per_device % d == 0 and d <= (self.micro_batch or per_device))
@@ -364,7 +388,7 @@ class FilterEngine:
     checked = {s: self._checked(s).hyperparameters() for s in set(settings)}
     rows = [checked[s] for s in settings]
     rows += rows[-1:] * pad
-    return {k: jnp.asarray(np.stack([r[k] for r in rows])) for k in ascent.HYPERPARAMETERS}, True
+    return {k: jax.device_put(np.stack([r[k] for r in rows])) for k in ascent.HYPERPARAMETERS}, True
 
   def _checked(self, settings: AscentSettings | None) -> AscentSettings:
     """`settings` when they differ from the engine's only in hyperparameter values, with no

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxviz import engine as engine_module
 from jaxviz import transforms
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.errors import JaxvizError
@@ -100,6 +101,18 @@ def test_no_recompilation_on_a_second_call(lenet):
   assert engine.traces == 1  # 3 chunks, the last padded: one program
   engine.run("10-19", chunk_size=4, seed=5)
   assert engine.traces == 1
+
+
+def test_cpu_compiler_options_change_no_image(lenet, monkeypatch):
+  # The engine compiles with XLA:CPU's older fusion emitters (a faster compile); the images are
+  # those of XLA's defaults, bit for bit.
+  settings = AscentSettings(steps=3, jitter=0.05, decay=0.01)
+  assert engine_module.compiler_options() == engine_module.CPU_COMPILER_OPTIONS
+  tuned = FilterEngine(lenet, "conv2d_2", settings).run("0-3")
+  monkeypatch.setattr(engine_module, "compiler_options", lambda: None)
+  plain = FilterEngine(lenet, "conv2d_2", settings).run("0-3")
+  np.testing.assert_array_equal(tuned.images, plain.images)
+  np.testing.assert_array_equal(tuned.activations, plain.activations)
 
 
 def test_step_size_compiles_nothing(lenet):
