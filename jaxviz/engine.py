@@ -84,7 +84,8 @@ def local_sharding() -> jax.sharding.NamedSharding | None:
 
 
 # XLA:CPU's older fusion emitters compile the chunk program in 60 % of the time (block5_conv1:
-# 1.1 s against 1.8 s) and give the same images bit for bit (BENCHMARKS.md, "Cold start").
+# 1.1 s against 1.8 s), as fast at run time; they round some reductions differently
+# (BENCHMARKS.md, "Cold start: a faster compile").
 CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 

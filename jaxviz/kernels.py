@@ -50,7 +50,7 @@ def _same(x: jax.Array, kernel: jax.Array, backend: str) -> jax.Array:
   """`conv_same` by XLA, or by oneDNN where `backend` is one of oneDNN's and the shapes suit
   it; a single output channel as `conv_to_one_channel`."""
   if backend in onednn.TARGETS and onednn.suits(x, kernel):
-    return onednn.conv_same(x, kernel, backend)
+    return onednn.conv_same(x, kernel, onednn.precision(backend, kernel))
   if kernel.shape[3] == 1 and kernel.shape[2] > 1:
     return conv_to_one_channel(x, kernel)
   return conv_same(x, kernel)

@@ -104,8 +104,8 @@ def test_no_recompilation_on_a_second_call(lenet):
 
 
 def test_cpu_compiler_options_change_no_image(lenet, monkeypatch):
-  # The engine compiles with XLA:CPU's older fusion emitters (a faster compile); the images are
-  # those of XLA's defaults, bit for bit.
+  # The engine compiles with XLA:CPU's older fusion emitters (a faster compile); with the seeds'
+  # normalized steps the images are those of XLA's defaults, bit for bit.
   settings = AscentSettings(steps=3, jitter=0.05, decay=0.01)
   assert engine_module.compiler_options() == engine_module.CPU_COMPILER_OPTIONS
   tuned = FilterEngine(lenet, "conv2d_2", settings).run("0-3")

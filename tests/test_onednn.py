@@ -28,9 +28,10 @@ needs_bf16 = pytest.mark.skipif(not (onednn.available() and onednn.bf16_fast()),
 
 
 def wide_spec() -> ModelSpec:
-  """Enough channels that the middle convolutions (and their input gradients) go to oneDNN."""
-  layers = (L.Conv("c1", 16, (3, 3), "relu"), L.Conv("c2", 24, (3, 3), "relu"), L.MaxPool("p1"),
-            L.Conv("c3", 32, (5, 5), "relu"), L.Conv("c4", 20, (3, 3), "relu"))
+  """Enough channels that the middle convolutions (and their input gradients) go to oneDNN, some
+  in bfloat16 under 'onednn_bf16' (64 input channels), some not (16)."""
+  layers = (L.Conv("c1", 16, (3, 3), "relu"), L.Conv("c2", 64, (3, 3), "relu"), L.MaxPool("p1"),
+            L.Conv("c3", 64, (5, 5), "relu"), L.Conv("c4", 20, (3, 3), "relu"))
   return ModelSpec("wide", layers, (20, 20, 3), False, 0, lambda p: p, lambda x: x)
 
 
@@ -160,9 +161,30 @@ def test_bf16_engine_keeps_the_contract_and_reports_in_float32():
                              rtol=1e-5, atol=1e-5)
 
 
+def test_bf16_only_from_64_input_channels():
+  # Thin convolutions (a grey model's, LeNet's 20 channels) stay float32 under bfloat16.
+  kernel = lambda cin: jnp.zeros((3, 3, cin, 64))
+  assert onednn.precision("onednn_bf16", kernel(64)) == "onednn_bf16"
+  assert onednn.precision("onednn_bf16", kernel(63)) == "onednn"
+  assert onednn.precision("onednn_bf16", kernel(1)) == "onednn"
+  assert onednn.precision("onednn", kernel(512)) == "onednn"
+
+
+@needs_bf16
+def test_lenet_steps_are_float32_under_bf16():
+  # No LeNet convolution has 64 input channels: bfloat16 (what `auto` is on this CPU) changes
+  # none of its images.
+  spec = get_spec("lenet")
+  model = Model(spec, spec.init_params(jax.random.key(0)))
+  images = {conv: FilterEngine(model, "conv2d_2", AscentSettings(steps=3, conv=conv)).run(
+      "0-3").images for conv in ("onednn", "onednn_bf16")}
+  np.testing.assert_array_equal(images["onednn"], images["onednn_bf16"])
+
+
 def test_resolve():
   assert onednn.resolve("xla") == "xla"
-  assert onednn.resolve("auto") == ("onednn" if onednn.available() else "xla")
+  fast = "onednn_bf16" if onednn.bf16_fast() else "onednn"
+  assert onednn.resolve("auto") == (fast if onednn.available() else "xla")
   with pytest.raises(JaxvizError, match="unknown conv backend"):
     onednn.resolve("mkl")
   with pytest.raises(JaxvizError, match="unknown conv"):
