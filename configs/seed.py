@@ -72,8 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.loop = "scan"            # how steps are compiled: scan (one compiled step), unroll, python
   c.channel_only = True      # evaluate only filter k's channel of the target conv for image k
   c.image_only_grad = True   # backward passes as forward-speed kernels (same images)
-  c.conv = "auto"            # convolutions: auto (oneDNN on one CPU device where built), xla, onednn,
-                             # onednn_bf16 (steps in bfloat16 on AMX/AVX-512 BF16 CPUs; reports in float32)
+  c.conv = "auto"            # convolutions: auto (oneDNN on CPUs where built, its wide steps in
+                             # bfloat16 on AMX/AVX-512 BF16 CPUs), xla, onednn (float32),
+                             # onednn_bf16 (reports always in float32)
   # The gallery.
   c.max_tiles = 0            # keep the best this many live filters; 0 = all of them
   c.margin = 5               # pixels between tiles

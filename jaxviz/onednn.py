@@ -12,9 +12,10 @@ Only the engine's forward pass (`jaxviz.forward`) uses it, and only for convolut
 least `MIN_CHANNELS` output channels and as many input channels, or a single one (a colour first
 layer's 3 input channels and a single target channel are faster in XLA), on CPU devices. XLA
 cannot split a custom call across devices; the engine never asks it to, since each device runs
-its own slice of the filters (`shard_map`). On a host split into one device per core (`jaxviz.host_devices`) the devices call
-oneDNN at the same time: each call brings its own scratchpad, and each device's oneDNN runs on
-its own share of the cores (`OMP_NUM_THREADS`, set by the split).
+its own slice of the filters (`shard_map`). On a host split into one device per core
+(`jaxviz.host_devices`) the devices call oneDNN at the same time: each call brings its own
+scratchpad, and each device's oneDNN runs on its own share of the cores (`OMP_NUM_THREADS`, set
+by the split).
 
 The backend `onednn_bf16` rounds each convolution's inputs to bfloat16 and accumulates in
 float32: on CPUs with AMX or AVX-512 BF16 oneDNN runs it several times faster. The engine uses
@@ -47,7 +48,7 @@ from jaxviz.models.layers import conv_same as xla_conv_same
 BACKENDS = ("auto", "xla", "onednn", "onednn_bf16")
 MIN_CHANNELS = 16
 # Convolutions with fewer input channels stay in float32 under 'onednn_bf16': thin ones gain
-# little from bfloat16 (their time is overhead) and keep a grey model's steps exact.
+# little from bfloat16 (their time is overhead), and a grey model's steps stay float32.
 BF16_MIN_CHANNELS = 64
 # The FFI target of each oneDNN backend, and the handler symbol that serves it.
 TARGETS = {"onednn": ("jaxviz_onednn_conv", "JaxvizOnednnConv"),

@@ -1,7 +1,7 @@
 """Time per ascent step of presets at one layer, warm, side by side in one process: the engines
 alternate for `--rounds` rounds and each reports its best and median run over `--steps`.
 
-    python scripts/step_cost.py --weights vgg16_real.h5                # lucid and pixel, block5_conv1
+    python scripts/step_cost.py --weights vgg16_real.h5                # lucid, pixel; block5_conv1
     python scripts/step_cost.py --weights vgg16_real.h5 --conv onednn  # the steps in float32
 
 Robustness samples and the second pass for dead filters are off, so a run is the steps and one
