@@ -8,7 +8,9 @@ target layer is kept for the backward pass, and the backward pass holds about as
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -27,6 +29,7 @@ CPU_MAX_CHUNK = 64
 # block3 with 1–4 (16×16), block5 with 16 (4×4); LeNet conv2d_2 (14×14) with 1.
 CPU_GROUP_PIXELS = 256
 CPU_MAX_GROUP = 16
+MEMINFO = Path("/proc/meminfo")
 
 
 def activation_elements(spec: ModelSpec, layer: str, shape: tuple[int, int, int]) -> int:
@@ -58,11 +61,23 @@ def default_budget_bytes(device: jax.Device | None = None) -> int:
     stats = device.memory_stats() or {}
     if "bytes_limit" in stats:
       return int(stats["bytes_limit"] * 0.8)
+  return available_host_bytes() // 2
+
+
+def available_host_bytes() -> int:
+  """The memory the host can give without swapping: Linux's `MemAvailable` (free pages plus
+  the page cache it can drop), else the free pages, else 8 GiB. Free pages alone can be a few
+  hundred MiB on a host whose cache holds the rest after large downloads."""
   try:
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    found = re.search(r"^MemAvailable:\s+(\d+) kB", MEMINFO.read_text(), re.MULTILINE)
+    if found:
+      return int(found.group(1)) << 10
+  except OSError:
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
   except (ValueError, OSError):
-    available = 8 << 30
-  return available // 2
+    return 8 << 30
 
 
 def split(indices: Sequence[int], chunk_size: int) -> list[list[int]]:
