@@ -68,7 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
                              # keeping the result where it fires (marked "woken"; jaxviz/wake.py)
   # The engine.
   c.chunk_size = 0           # filters per compiled batch; 0 = chosen from the memory budget
-  c.memory_budget_mb = 0     # for chunk_size 0: 0 = half the free RAM (CPU), 80 % of GPU memory
+  c.memory_budget_mb = 0     # for chunk_size 0: 0 = half the available RAM, 80 % of GPU memory
   c.loop = "scan"            # how steps are compiled: scan (one compiled step), unroll, python
   c.channel_only = True      # evaluate only filter k's channel of the target conv for image k
   c.image_only_grad = True   # backward passes as forward-speed kernels (same images)

@@ -256,7 +256,7 @@ class FilterEngine:
       filters: "all", "0,3,10-19", or a list of indices.
       seed: base random key; results for a filter depend only on it, never on chunking.
       chunk_size: filters per compiled batch; 0 = chosen from the memory budget (`plan`).
-      memory_budget_mb: for chunk_size 0; 0 = half the free host memory (CPU) or 80 % of the
+      memory_budget_mb: for chunk_size 0; 0 = half the host's available memory (CPU) or 80 % of the
         accelerator's.
       start_images: `[N, H, W, C]` images to start from, one per requested filter in request
         order (e.g. a previous result, for a second pass); None = the parameterization's start.
@@ -329,7 +329,7 @@ class FilterEngine:
     """Splits filter indices into chunks; returns them and the size each is padded to when run.
 
     `chunk_size` 0 chooses it (`chunking.resolve_chunk_size`): as many filters as
-    `memory_budget_mb` holds (0 = half the host's free memory, 80 % of an accelerator's).
+    `memory_budget_mb` holds (0 = half the host's available memory, 80 % of an accelerator's).
     """
     indices = list(indices)
     chunk_size = chunking.resolve_chunk_size(self.model.spec, self.layer, self.image_shape,
