@@ -16,14 +16,18 @@ robustness replace the dead one, and `woken` marks it: such an image excites the
 it stands (its robustness is typically near 0), which the gallery's records say rather than
 hide. Where it ends dead too, the main pass's result stays.
 
-Filters stay independent: the pass runs each dead filter on its own (`seed` and the filter
-index alone decide its start), so a filter's result never depends on its chunk.
+Filters stay independent: `seed` and the filter index alone decide a dead filter's start and
+its draws, so its result never depends on which dead filters share its call. The dead filters
+run in groups of one per local device (the last group padded), so every core works and each
+half compiles once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from jaxviz import gallery
@@ -53,10 +57,12 @@ def dead_images(result: FilterResult) -> np.ndarray:
 
 class Waker:
   """Runs the second pass for one layer: built from the main pass's engine, its two halves
-  compiled once each (one filter per call) the first time a dead filter turns up."""
+  compiled once each (for a group of `group` filters, default one per local device) the first
+  time a dead filter turns up."""
 
-  def __init__(self, engine: FilterEngine):
+  def __init__(self, engine: FilterEngine, group: int | None = None):
     self.main = engine
+    self.group = group or jax.local_device_count()
     self._engines: dict[str, FilterEngine] = {}
 
   def engine(self, phase: str) -> FilterEngine:
@@ -68,13 +74,15 @@ class Waker:
                                           main.image_shape[0])
     return self._engines[phase]
 
-  def second_pass(self, f: int, seed: int) -> FilterResult:
-    """Filter `f`'s second pass on its own: its images, the history of both halves
-    `[1, (D,) steps + 1]` and the follow half's robustness."""
+  def second_pass(self, filters: int | Sequence[int], seed: int) -> FilterResult:
+    """The second pass of `filters` (one index or several), each as if on its own: their images,
+    the history of both halves `[n, (D,) steps + 1]` and the follow half's robustness."""
+    filters = [int(filters)] if np.ndim(filters) == 0 else [int(f) for f in filters]
     if self.main.settings.steps < 2:  # no room for a lift
-      return self.engine("follow").run_chunk([f], seed=seed)
-    lifted = self.engine("lift").run_chunk([f], seed=seed)
-    followed = self.engine("follow").run_chunk([f], seed=seed, start_images=lifted.images)
+      return self.engine("follow").run(filters, seed=seed, chunk_size=self.group)
+    lifted = self.engine("lift").run(filters, seed=seed, chunk_size=self.group)
+    followed = self.engine("follow").run(filters, seed=seed, chunk_size=self.group,
+                                         start_images=lifted.images)
     history = np.concatenate([lifted.activations[..., :-1], followed.activations], axis=-1)
     return followed._replace(activations=history)
 
@@ -86,17 +94,18 @@ class Waker:
     images, activations = result.images.copy(), result.activations.copy()
     robustness = None if result.robustness is None else result.robustness.copy()
     rows = np.flatnonzero(dead.reshape(len(dead), -1).any(axis=1))
-    for row in rows:
-      second = self.second_pass(int(result.filters[row]), seed)
-      better = dead[row] & ~dead_images(second)[0]
+    if len(rows):
+      second = self.second_pass(result.filters[rows], seed)
+    for k, row in enumerate(rows):
+      better = dead[row] & ~dead_images(second)[k]
       if not np.any(better):
         continue
       woken[row] = better
-      images[row] = np.where(_expand(better, images[row]), second.images[0], images[row])
-      activations[row] = np.where(_expand(better, activations[row]), second.activations[0],
+      images[row] = np.where(_expand(better, images[row]), second.images[k], images[row])
+      activations[row] = np.where(_expand(better, activations[row]), second.activations[k],
                                   activations[row])
       if robustness is not None:
-        robustness[row] = np.where(better, second.robustness[0], robustness[row])
+        robustness[row] = np.where(better, second.robustness[k], robustness[row])
     return FilterResult(result.filters, images, activations, robustness, woken)
 
 

@@ -90,6 +90,20 @@ def test_a_dead_filter_gets_its_own_second_pass(main_run):
   assert out.filter_woken.tolist() == out.woken.tolist()
 
 
+def test_a_group_of_dead_filters_equals_each_on_its_own(main_run):
+  # On a split host the dead filters run in groups (one per device); a group's rows are each
+  # filter's second pass alone.
+  engine, _ = main_run
+  grouped = wake.Waker(engine, group=2).second_pass([3, 1, 2], seed=0)
+  waker = wake.Waker(engine, group=1)
+  for row, f in enumerate((3, 1, 2)):
+    alone = waker.second_pass(f, seed=0)
+    np.testing.assert_allclose(grouped.images[row], alone.images[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(grouped.activations[row], alone.activations[0], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(grouped.robustness[row], alone.robustness[0], rtol=1e-5)
+
+
 def test_the_woken_marks_survive_a_resume_file(tmp_path, main_run):
   _, result = main_run
   marked = result._replace(woken=np.array([False, True, False, True]))

@@ -200,7 +200,7 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
   start = time.perf_counter()
   for index, result in distributed.compute_chunks(engine, chunks, todo, plan["chunk_size"],
                                                  request.seed):
-    if waker is not None:  # process 0 alone: each dead filter on its own (jaxviz.wake)
+    if waker is not None:  # process 0 alone: the second pass for dead filters (jaxviz.wake)
       result = waker.revive(result, request.seed)
     own.record(1, time.perf_counter() - start)
     start = time.perf_counter()
