@@ -12,8 +12,9 @@ a slow scalar loop). Here both are rewritten as forward operations:
   grey image, or the target filter's own channel) as one matmul to the kernel's taps and a sum
   of shifted planes. XLA:CPU's convolution ran that shape at about a tenth of its speed on wide
   outputs (LeNet's `conv2d_1` input gradient, 20 → 1 channels at 28×28: 58 µs).
-- `relu_max_pool`: ReLU then a 2×2/2 max pool; the gradient goes to the positions holding each
-  window's maximum (a compare against the upsampled pooled value) where the ReLU was active.
+- `bias_relu_max_pool`: a per-channel bias, ReLU, then a 2×2/2 max pool, computed after the pool;
+  the gradient goes to the positions holding each window's maximum (a compare against the
+  upsampled pooled value) where the ReLU was active.
   Windows whose maximum occurs twice at a positive value pass the gradient to both, where XLA
   picks one; for real-valued images that has probability zero, and all-zero windows are masked
   by the ReLU either way.
@@ -100,26 +101,6 @@ def _upsample(p: jax.Array, window: int, shape: tuple[int, ...], fill: float) ->
   up = jnp.repeat(jnp.repeat(p, window, axis=1), window, axis=2)
   pad_h, pad_w = shape[1] - up.shape[1], shape[2] - up.shape[2]
   return jnp.pad(up, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=fill)
-
-
-@jax.custom_vjp
-def relu_max_pool(y: jax.Array) -> jax.Array:
-  """max_pool(relu(y)) for `y` `[N, H, W, C]`, 2×2 windows, stride 2."""
-  return max_pool(jax.nn.relu(y))
-
-
-def _relu_max_pool_fwd(y):
-  p = max_pool(jax.nn.relu(y))
-  return p, (y, p)
-
-
-def _relu_max_pool_bwd(residuals, g):
-  y, p = residuals
-  winner = (y == _upsample(p, 2, y.shape, -jnp.inf)) & (y > 0)
-  return (jnp.where(winner, _upsample(g, 2, y.shape, 0.0), 0.0),)
-
-
-relu_max_pool.defvjp(_relu_max_pool_fwd, _relu_max_pool_bwd)
 
 
 @jax.custom_vjp

@@ -84,7 +84,7 @@ def test_prepared_kernels_give_the_same_gradient(spec):
 def test_bias_relu_max_pool_equals_pooling_after_the_bias_and_so_does_its_gradient():
   y = jax.random.normal(jax.random.key(0), (2, 7, 6, 5))  # 7 rows: the pool drops the last
   bias = jnp.array([0.5, -0.3, 0.0, 2.0, -4.0])
-  reference = lambda y: kernels.relu_max_pool(y + bias)
+  reference = lambda y: kernels.max_pool(jax.nn.relu(y + bias))  # JAX's own gradient
   fast = lambda y: kernels.bias_relu_max_pool(y, bias)
   np.testing.assert_allclose(fast(y), reference(y), rtol=1e-6, atol=1e-6)
   g = jax.random.normal(jax.random.key(1), (2, 3, 3, 5))
@@ -92,10 +92,11 @@ def test_bias_relu_max_pool_equals_pooling_after_the_bias_and_so_does_its_gradie
 
 
 def test_relu_max_pool_gradient_by_hand():
+  relu_max_pool = lambda y: kernels.bias_relu_max_pool(y, jnp.zeros(1))
   y = jnp.array([[1.0, 3.0, -1.0], [2.0, 0.5, -2.0], [9.0, 9.0, 9.0]]).reshape(1, 3, 3, 1)
   # One 2×2 window (the last row and column are dropped): max 3 at (0, 1).
-  assert float(kernels.relu_max_pool(y)[0, 0, 0, 0]) == 3.0
-  grad = jax.grad(lambda y: jnp.sum(kernels.relu_max_pool(y)) * 2.0)(y)[0, :, :, 0]
+  assert float(relu_max_pool(y)[0, 0, 0, 0]) == 3.0
+  grad = jax.grad(lambda y: jnp.sum(relu_max_pool(y)) * 2.0)(y)[0, :, :, 0]
   np.testing.assert_array_equal(grad, [[0, 2, 0], [0, 0, 0], [0, 0, 0]])
   negative = -jnp.ones((1, 2, 2, 1))
-  assert not np.any(jax.grad(lambda y: jnp.sum(kernels.relu_max_pool(y)))(negative))
+  assert not np.any(jax.grad(lambda y: jnp.sum(relu_max_pool(y)))(negative))
