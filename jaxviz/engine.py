@@ -145,7 +145,7 @@ class FilterEngine:
   def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
     """The traced values of `settings` (default: the engine's): other values compile nothing,
     as long as no piece the engine has off is on."""
-    return {k: jax.device_put(v) for k, v in (settings or self.settings).hyperparameters().items()}
+    return jax.device_put((settings or self.settings).hyperparameters())
 
   # --- the compiled programs ----------------------------------------------------------------
 
