@@ -9,13 +9,10 @@ per layer with the best and median warm time of `--repeats` runs after one warm-
     python scripts/peers/keras_seed.py --layers block1_conv2,block3_conv1,block5_conv1
 """
 
-import argparse
-import json
-import statistics
-import time
-
 import numpy as np
 import tensorflow as tf
+
+from common import job_parser, report_warm
 
 
 def stack_up_to(layer: str, size: int) -> tf.keras.Model:
@@ -32,13 +29,7 @@ def stack_up_to(layer: str, size: int) -> tf.keras.Model:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--layers", default="block1_conv2,block3_conv1,block5_conv1")
-  parser.add_argument("--filters", type=int, default=16)
-  parser.add_argument("--size", type=int, default=64)
-  parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args()
+  args = job_parser(__doc__.split("\n\n")[0]).parse_args()
   for layer in args.layers.split(","):
     model = stack_up_to(layer, args.size)
 
@@ -59,17 +50,7 @@ def main() -> None:
           x = x + g
         x.numpy()
 
-    run()  # warm-up: traces once
-    times = []
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - start)
-    print(json.dumps({"system": f"keras/tensorflow {tf.__version__} seed method",
-                      "layer": layer, "filters": args.filters, "size": args.size,
-                      "steps": args.steps, "seconds_best": min(times),
-                      "seconds_median": statistics.median(times)}), flush=True)
-
+    report_warm(run, args, layer, system=f"keras/tensorflow {tf.__version__} seed method")
 
 if __name__ == "__main__":
   main()

@@ -10,12 +10,9 @@ the best and median warm time of `--repeats` runs after one warm-up run.
     python scripts/peers/pytorch_eager.py --channels-last
 """
 
-import argparse
-import json
-import statistics
-import time
-
 import torch
+
+from common import job_parser, report_warm
 
 # VGG16's convolutions, block by block: (name, output channels); a 2×2 max pool after each block.
 VGG16 = [[("block1_conv1", 64), ("block1_conv2", 64)],
@@ -59,12 +56,7 @@ def ascend(model, x: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--layers", default="block1_conv2,block3_conv1,block5_conv1")
-  parser.add_argument("--filters", type=int, default=16)
-  parser.add_argument("--size", type=int, default=64)
-  parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--repeats", type=int, default=3)
+  parser = job_parser(__doc__.split("\n\n")[0])
   parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
   parser.add_argument("--channels-last", action="store_true")
   args = parser.parse_args()
@@ -77,17 +69,9 @@ def main() -> None:
     if args.channels_last:
       model = model.to(memory_format=torch.channels_last)
       x = x.contiguous(memory_format=torch.channels_last)
-    ascend(model, x, args.steps)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-      start = time.perf_counter()
-      ascend(model, x, args.steps)
-      times.append(time.perf_counter() - start)
-    print(json.dumps({"system": f"pytorch {torch.__version__} eager", "layer": layer,
-                      "channels_last": args.channels_last, "threads": torch.get_num_threads(),
-                      "filters": args.filters, "size": args.size, "steps": args.steps,
-                      "seconds_best": min(times), "seconds_median": statistics.median(times)}),
-          flush=True)
+    report_warm(lambda: ascend(model, x, args.steps), args, layer,
+                system=f"pytorch {torch.__version__} eager", channels_last=args.channels_last,
+                threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":
