@@ -17,9 +17,9 @@ it stands (its robustness is typically near 0), which the gallery's records say 
 hide. Where it ends dead too, the main pass's result stays.
 
 Filters stay independent: `seed` and the filter index alone decide a dead filter's start and
-its draws, so its result never depends on which dead filters share its call. The dead filters
-run in groups of one per local device (the last group padded), so every core works and each
-half compiles once.
+its draws, so its result never depends on which dead filters share its call. A chunk's dead
+filters run together in one call when they fit (`group_size`): every core works, and a device
+with two images takes 1.4 times as long as with one, not twice (QUALITY.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from jaxviz import gallery
+from jaxviz import chunking, gallery
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 
 STEP_SIZE = 0.05  # Adam on the pixel logits: measured on block5_conv1's dead filters (QUALITY.md)
@@ -50,6 +50,16 @@ def wake_settings(settings: AscentSettings, phase: str) -> AscentSettings:
       steps=half if phase == "lift" else settings.steps - half)
 
 
+def group_size(count: int, devices: int, limit: int) -> int:
+  """Filters per call for `count` dead filters of a chunk of `limit` on `devices` devices: the
+  smallest power-of-two multiple of `devices` that holds them all, at most `limit` rounded up to
+  a multiple of `devices`. Powers of two keep the number of compiled shapes small."""
+  group = devices
+  while group < count:
+    group *= 2
+  return min(group, chunking.round_up(max(limit, 1), devices))
+
+
 def dead_images(result: FilterResult) -> np.ndarray:
   """`[N]` (or `[N, D]`) bool: images whose final true activation is dead (`gallery.is_dead`)."""
   return gallery.is_dead(result.activations[..., -1])
@@ -57,12 +67,12 @@ def dead_images(result: FilterResult) -> np.ndarray:
 
 class Waker:
   """Runs the second pass for one layer: built from the main pass's engine, its two halves
-  compiled once each (for a group of `group` filters, default one per local device) the first
-  time a dead filter turns up."""
+  compiled the first time a dead filter turns up, once for each group size (`group` filters per
+  call, or for None `group_size` of the dead filters and the chunk)."""
 
   def __init__(self, engine: FilterEngine, group: int | None = None):
     self.main = engine
-    self.group = group or jax.local_device_count()
+    self.group = group
     self._engines: dict[str, FilterEngine] = {}
 
   def engine(self, phase: str) -> FilterEngine:
@@ -74,14 +84,18 @@ class Waker:
                                           main.image_shape[0])
     return self._engines[phase]
 
-  def second_pass(self, filters: int | Sequence[int], seed: int) -> FilterResult:
+  def second_pass(self, filters: int | Sequence[int], seed: int, limit: int = 0
+                  ) -> FilterResult:
     """The second pass of `filters` (one index or several), each as if on its own: their images,
-    the history of both halves `[n, (D,) steps + 1]` and the follow half's robustness."""
+    the history of both halves `[n, (D,) steps + 1]` and the follow half's robustness. `limit`:
+    the most filters one call may take (the main pass's chunk; 0: all of `filters`)."""
     filters = [int(filters)] if np.ndim(filters) == 0 else [int(f) for f in filters]
+    group = self.group or group_size(len(filters), jax.local_device_count(),
+                                     limit or len(filters))
     if self.main.settings.steps < 2:  # no room for a lift
-      return self.engine("follow").run(filters, seed=seed, chunk_size=self.group)
-    lifted = self.engine("lift").run(filters, seed=seed, chunk_size=self.group)
-    followed = self.engine("follow").run(filters, seed=seed, chunk_size=self.group,
+      return self.engine("follow").run(filters, seed=seed, chunk_size=group)
+    lifted = self.engine("lift").run(filters, seed=seed, chunk_size=group)
+    followed = self.engine("follow").run(filters, seed=seed, chunk_size=group,
                                          start_images=lifted.images)
     history = np.concatenate([lifted.activations[..., :-1], followed.activations], axis=-1)
     return followed._replace(activations=history)
@@ -95,7 +109,7 @@ class Waker:
     robustness = None if result.robustness is None else result.robustness.copy()
     rows = np.flatnonzero(dead.reshape(len(dead), -1).any(axis=1))
     if len(rows):
-      second = self.second_pass(result.filters[rows], seed)
+      second = self.second_pass(result.filters[rows], seed, limit=len(result.filters))
     for k, row in enumerate(rows):
       better = dead[row] & ~dead_images(second)[k]
       if not np.any(better):

@@ -114,3 +114,15 @@ def test_the_woken_marks_survive_a_resume_file(tmp_path, main_run):
   path.write_bytes(chunk_bytes(result))  # no second pass ran: nothing marked
   assert not read_chunk(path, [0, 1, 2, 3],
                         chunk_shapes(result.images.shape[1:], SETTINGS.steps)).woken.any()
+
+
+@pytest.mark.parametrize("count, devices, limit, expected", [
+    (3, 2, 16, 4),    # one call of two per device instead of two calls of one
+    (1, 2, 16, 2),    # every device gets a filter, padded
+    (5, 2, 16, 8),    # powers of two: few compiled shapes over a layer's chunks
+    (9, 2, 10, 10),   # never more than the chunk the main pass ran
+    (3, 1, 64, 4),
+    (2, 4, 3, 4),     # a chunk smaller than the devices still fills each device once
+])
+def test_group_size(count, devices, limit, expected):
+  assert wake.group_size(count, devices, limit) == expected
