@@ -2,7 +2,8 @@
 setting tuned per model. Every default job config builds on it.
 
 A decorrelated Fourier image squashed into the valid pixel range (Lucid's parameterization,
-with a steeper spectrum: decay_power 1.5), random shifts, zooms and rotations drawn per image
+its spectrum's slope rising from Lucid's 1.0 to a steeper 1.5 over the first half of the steps:
+fine patterns get a start before the coarse ones dominate), random shifts, zooms and rotations drawn per image
 and step (a little wider than the held-out ones robustness is measured under), Adam on the
 spectrum, the post-ReLU channel mean with ReLU rescue. A quarter of Lucid's 512 steps, each
 twice as large. A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective
@@ -21,6 +22,8 @@ def get_config():
   c.preset = "default"
   c.parameterization = "fourier"
   c.decay_power = 1.5
+  c.decay_power_start = 1.0  # Lucid's slope at first, steepening to 1.5 by half way
+  c.decay_ramp = 0.5
   c.optimizer = "adam"
   c.step_size = 0.1
   c.normalize_grad = False

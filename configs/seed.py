@@ -31,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.parameterization = "pixel"  # pixel: the pixels; fourier: Lucid's spectral image
   c.bounded = False          # pixel: squash pixels into 0–255 with a sigmoid (fourier always is)
   c.decay_power = 1.0        # fourier: coefficient scale 1 / max(f, 1/side) ** decay_power
+  c.decay_power_start = 1.0  # ... ramped up from this slope (Adam) ...
+  c.decay_ramp = 0.0         # ... over this fraction of the steps; 0: decay_power throughout
   c.decorrelate = True       # fourier on RGB models: Lucid's colour decorrelation
   c.init_noise = 20.0        # pixel: start grey 128 plus uniform noise of this width (grey levels)
   # The ascent.

@@ -63,6 +63,8 @@ class AscentSettings:
   parameterization: str = "pixel"
   bounded: bool = False
   decay_power: float = 1.0
+  decay_power_start: float = 1.0
+  decay_ramp: float = 0.0
   decorrelate: bool = True
   objective: str = "channel"
   exclude_border: int = 0
@@ -143,7 +145,10 @@ class AscentSettings:
       raise JaxvizError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
     if self.blur_sigma < 0 or self.init_noise < 0 or self.init_noise > 1e4:
       raise JaxvizError("blur_sigma must be ≥ 0 and init_noise in [0, 10000] grey levels")
-    for name in ("l1_weight", "l2_weight", "tv_weight", "diversity_weight", "decay_power"):
+    if not 0 <= self.decay_ramp <= 1:
+      raise JaxvizError(f"decay_ramp is a fraction of the steps, in [0, 1]; got {self.decay_ramp}")
+    for name in ("l1_weight", "l2_weight", "tv_weight", "diversity_weight", "decay_power",
+                 "decay_power_start"):
       if getattr(self, name) < 0:
         raise JaxvizError(f"{name} must be ≥ 0, got {getattr(self, name)}")
     if not 1 <= self.diversity <= 64:
@@ -195,6 +200,7 @@ class Ascent(NamedTuple):
   objective: objectives.Objective
   regularize: regularizers.Regularizer
   conv: str = "xla"
+  steepen: np.ndarray | None = None  # [H, W//2 + 1] `param.slope_ratio` while the slope ramps
 
 
 def default_objective(spec: ModelSpec, layer: str, s: AscentSettings) -> objectives.Objective:
@@ -221,9 +227,11 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
   s = settings
   shape = spec.input_shape_for(size)
   objectives.num_filters(spec, layer)  # an unknown layer fails here, listing the valid ones
+  ramp = s.parameterization == "fourier" and s.decay_ramp > 0
   parameterization = param.make(s.parameterization, shape, spec.neutral_pixel,
                                 init_noise=s.init_noise, bounded=s.bounded,
-                                decay_power=s.decay_power, decorrelate=s.decorrelate)
+                                decay_power=s.decay_power_start if ramp else s.decay_power,
+                                decorrelate=s.decorrelate)
   chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0)
   regularize = regularizers.make_regularizer(
       decay_on=s.decay > 0, blur_on=s.blur_sigma > 0, blur_every=s.blur_every,
@@ -231,7 +239,8 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
       clip_contribution_on=s.clip_contribution_percentile > 0)
   return Ascent(spec, layer, s, shape, parameterization, transforms.compose(chain),
                 objective or default_objective(spec, layer, s), regularize,
-                onednn.resolve(s.conv) if s.image_only_grad else "xla")
+                onednn.resolve(s.conv) if s.image_only_grad else "xla",
+                param.slope_ratio(*shape[:2], s.decay_power_start, s.decay_power) if ramp else None)
 
 
 # --- the pure functions the engine compiles ---------------------------------------------------
@@ -299,12 +308,23 @@ def _image_update(a: Ascent, optimizer, v, g, opt_state, step_index, hp):
   if a.settings.normalize_grad:
     g = g / (jnp.sqrt(jnp.mean(g ** 2)) + 1e-5)
   updates, opt_state = optimizer.update(-g, opt_state, v)
+  if a.steepen is not None:
+    updates = updates * _steepening(a, step_index)[None, :, :, None]
   v = optax.apply_updates(v, updates)
   if a.param.pixel_space:
     v = a.regularize(v, g, step_index, hp)
   elif a.settings.decay > 0:
     v = regularizers.decay(v, hp["decay"])
   return v, opt_state
+
+
+def _steepening(a: Ascent, step_index: jax.Array | int) -> jax.Array:
+  """`[H, W//2 + 1]` the factor on each spectral coefficient's step: 1 at the first step (the
+  slope `decay_power_start`), rising geometrically to `param.slope_ratio` (the slope
+  `decay_power`) at step `decay_ramp · steps` and staying there."""
+  ramp_steps = max(a.settings.decay_ramp * a.settings.steps, 1e-6)
+  done = jnp.clip(jnp.asarray(step_index, jnp.float32) / ramp_steps, 0.0, 1.0)
+  return jnp.asarray(a.steepen) ** done
 
 
 def ascend(a: Ascent, params: Params, v: jax.Array, filters: jax.Array, key: jax.Array,

@@ -106,6 +106,14 @@ def spectrum_scale(h: int, w: int, decay_power: float) -> np.ndarray:
   return (scale * np.sqrt(h * w)).astype(np.float32)
 
 
+def slope_ratio(h: int, w: int, start: float, end: float) -> np.ndarray:
+  """`[H, W//2 + 1]` `spectrum_scale` at slope `end` over that at slope `start`: how much larger
+  each coefficient's step is when the spectrum is `end` steep. With Adam (whose steps do not
+  depend on the gradient's scale) a spectrum built at `start` whose steps are multiplied by
+  this ratio ascends as one built at `end`, so the slope can change during a run."""
+  return (spectrum_scale(h, w, end) / spectrum_scale(h, w, start)).astype(np.float32)
+
+
 def fourier(shape: tuple[int, int, int], decay_power: float = 1.0, decorrelate: bool = True,
             init_sd: float = 0.01) -> Parameterization:
   """Lucid's decorrelated spectral image for images of `shape` `(H, W, C)`.

@@ -1,10 +1,13 @@
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxviz import ascent
+from jaxviz import ascent, param
 from jaxviz.ascent import AscentSettings
 from jaxviz.errors import JaxvizError
+from jaxviz.models import get_spec
 
 
 def test_cosine_schedule_runs_from_the_step_size_down_to_a_tenth():
@@ -44,7 +47,29 @@ def test_hyperparameters_are_float32_scalars_of_every_traced_setting():
     (dict(parameterization="fourier", blur_sigma=1.0), "blur_sigma: these regularizers act on "
                                                        "pixel variables"),
     (dict(tv_weight=-1.0), "tv_weight must be"),
+    (dict(decay_ramp=1.5), "decay_ramp is a fraction of the steps"),
+    (dict(decay_power_start=-1.0), "decay_power_start must be"),
 ])
 def test_bad_settings_name_the_problem(bad, match):
   with pytest.raises(JaxvizError, match=match):
     AscentSettings(**bad).validate()
+
+
+def test_the_spectrums_slope_ramps_from_start_to_end_over_its_fraction_of_the_steps():
+  settings = AscentSettings(parameterization="fourier", optimizer="adam", normalize_grad=False,
+                            decay_power=1.5, decay_power_start=1.0, decay_ramp=0.5, steps=8)
+  a = ascent.make_ascent(get_spec("lenet"), "conv2d_2", settings)
+  ratio = param.slope_ratio(28, 28, 1.0, 1.5)
+  np.testing.assert_allclose(a.steepen, ratio)
+  np.testing.assert_allclose(ascent._steepening(a, 0), 1.0)
+  np.testing.assert_allclose(ascent._steepening(a, 2), ratio ** 0.5, rtol=1e-6)
+  for step in (4, 7):  # half of 8 steps, and after
+    np.testing.assert_allclose(ascent._steepening(a, step), ratio, rtol=1e-6)
+  assert float(a.steepen[0, 0]) == pytest.approx(np.sqrt(28))  # f = 0, capped at 1/28
+  # The variables live in the start's spectrum; pixels and no ramp have no factor.
+  v = jnp.asarray(np.random.default_rng(0).normal(0, 0.01, (1, 28, 15, 2)), jnp.float32)
+  np.testing.assert_allclose(a.param.to_pixels(v),
+                             param.fourier((28, 28, 1), decay_power=1.0).to_pixels(v), rtol=1e-6)
+  for other in (dataclasses.replace(settings, decay_ramp=0.0),
+                dataclasses.replace(settings, parameterization="pixel")):
+    assert ascent.make_ascent(get_spec("lenet"), "conv2d_2", other).steepen is None

@@ -36,6 +36,16 @@ def test_spectrum_scale_is_lucids():
   np.testing.assert_allclose(param.spectrum_scale(4, 6, decay_power=0.0), np.sqrt(24))
 
 
+def test_slope_ratio_is_the_steeper_scale_over_the_gentler():
+  # (1 / max(f, 1/max(h, w))) ** (end - start); the sqrt(h·w) factors cancel.
+  ratio = param.slope_ratio(4, 6, start=1.0, end=1.5)
+  assert ratio.shape == (4, 4)
+  assert ratio[0, 0] == pytest.approx(np.sqrt(6))                # f = 0, capped at 1/6
+  assert ratio[1, 0] == pytest.approx(2.0)                       # f = 1/4
+  assert ratio[2, 3] == pytest.approx(np.hypot(0.5, 0.5) ** -0.5)
+  np.testing.assert_allclose(param.slope_ratio(4, 6, 1.5, 1.5), 1.0)
+
+
 def test_fourier_image_is_bounded_and_a_single_coefficient_is_a_wave():
   p = param.fourier((8, 8, 1), decay_power=0.0, decorrelate=False)
   v = np.zeros((1, 8, 5, 2), np.float32)
