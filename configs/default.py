@@ -3,11 +3,12 @@ setting tuned per model. Every default job config builds on it.
 
 A decorrelated Fourier image squashed into the valid pixel range (Lucid's parameterization,
 its spectrum's slope rising from Lucid's 1.0 to a steeper 1.5 over the first half of the steps:
-fine patterns get a start before the coarse ones dominate), random shifts, zooms and rotations drawn per image
-and step (a little wider than the held-out ones robustness is measured under), Adam on the
-spectrum, the post-ReLU channel mean with ReLU rescue. A quarter of Lucid's 512 steps, each
-twice as large. A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective
-in bounded pixels without transforms; where that fires, its image is kept and marked "woken".
+fine patterns get a start before the coarse ones dominate), random shifts, zooms and rotations
+drawn per image and step (a little wider than the held-out ones robustness is measured under),
+Adam on the spectrum, the post-ReLU channel mean with ReLU rescue. A quarter of Lucid's 512
+steps, each twice as large. A filter that ends dead gets a second pass (`jaxviz.wake`): the same
+objective in bounded pixels without transforms; where that fires, its image is kept and marked
+"woken".
 
     jaxviz gallery --config default --workdir runs/default                 # LeNet conv2d_2
     jaxviz gallery --config default --workdir runs/b5 --config.model=vgg16 \\

@@ -322,7 +322,7 @@ def _steepening(a: Ascent, step_index: jax.Array | int) -> jax.Array:
   """`[H, W//2 + 1]` the factor on each spectral coefficient's step: 1 at the first step (the
   slope `decay_power_start`), rising geometrically to `param.slope_ratio` (the slope
   `decay_power`) at step `decay_ramp · steps` and staying there."""
-  ramp_steps = max(a.settings.decay_ramp * a.settings.steps, 1e-6)
+  ramp_steps = a.settings.decay_ramp * a.settings.steps  # > 0: `steepen` is set only then
   done = jnp.clip(jnp.asarray(step_index, jnp.float32) / ramp_steps, 0.0, 1.0)
   return jnp.asarray(a.steepen) ** done
 

@@ -189,12 +189,17 @@ def test_every_parameterization_keeps_the_contract_on_rgb(small_vgg, kwargs):
   assert np.all(np.isfinite(everything.robustness))
 
 
-def test_a_ramp_from_a_slope_to_itself_changes_nothing(small_vgg):
-  plain = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5))
-  ramped = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5, decay_power_start=1.5,
+def _fixed_and_ramped(small_vgg, start, filters):
+  """The results of `filters` with the spectrum's slope fixed at 1.5, and ramped from `start`."""
+  fixed = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5))
+  ramped = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5, decay_power_start=start,
                                  decay_ramp=0.5))
-  a = FilterEngine(small_vgg, "block2_conv1", plain, size=32).run("0-1", seed=3)
-  b = FilterEngine(small_vgg, "block2_conv1", ramped, size=32).run("0-1", seed=3)
+  return [FilterEngine(small_vgg, "block2_conv1", s, size=32).run(filters, seed=3)
+          for s in (fixed, ramped)]
+
+
+def test_a_ramp_from_a_slope_to_itself_changes_nothing(small_vgg):
+  a, b = _fixed_and_ramped(small_vgg, 1.5, "0-1")
   # The factor is exactly 1, but another program rounds differently and Adam's near-sign first
   # steps carry that into the image: equal to a fraction of a grey level.
   np.testing.assert_allclose(b.images, a.images, atol=0.5)
@@ -202,11 +207,7 @@ def test_a_ramp_from_a_slope_to_itself_changes_nothing(small_vgg):
 
 
 def test_a_steepening_slope_changes_the_images(small_vgg):
-  plain = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5))
-  ramped = AscentSettings(**dict(LUCID_LIKE, decay_power=1.5, decay_power_start=1.0,
-                                 decay_ramp=0.5))
-  a = FilterEngine(small_vgg, "block2_conv1", plain, size=32).run("0", seed=3)
-  b = FilterEngine(small_vgg, "block2_conv1", ramped, size=32).run("0", seed=3)
+  a, b = _fixed_and_ramped(small_vgg, 1.0, "0")
   assert not np.allclose(b.images, a.images, atol=1e-2)
 
 

@@ -91,8 +91,8 @@ def test_a_dead_filter_gets_its_own_second_pass(main_run):
 
 
 def test_a_group_of_dead_filters_equals_each_on_its_own(main_run):
-  # On a split host the dead filters run in groups (one per device); a group's rows are each
-  # filter's second pass alone.
+  # The dead filters run in groups (`group_size`); a group's rows are each filter's second
+  # pass alone.
   engine, _ = main_run
   grouped = wake.Waker(engine, group=2).second_pass([3, 1, 2], seed=0)
   waker = wake.Waker(engine, group=1)
