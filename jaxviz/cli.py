@@ -6,6 +6,7 @@
         [--coordinator_address HOST:PORT --num_processes N --process_id I | --distributed on]
         [--init_timeout SECONDS] [--heartbeat_timeout SECONDS]
     jaxviz sweep --workdir DIR --sweep.KEY=V1,V2,… [--config NAME|PATH] [--config.KEY=VALUE ...]
+    jaxviz score IMAGES [--json] [--config NAME|PATH] [--config.KEY=VALUE ...]
     jaxviz convert IN OUT [--model vgg16]
     jaxviz fetch-weights vgg16 [--top]
     jaxviz bench [--config NAME|PATH] [--json] [--config.KEY=VALUE ...]
@@ -132,6 +133,34 @@ def _sweep_arguments(parser):
 
 _sweep.take_arguments = _sweep_take
 _sweep.add_arguments = _sweep_arguments
+
+
+@command("score", "score images made elsewhere as a gallery scores its own (activation, "
+         "robustness)", "lenet_conv2d_2")
+def _score(args, config):
+  import json
+  from jaxviz import gallery
+  from jaxviz.jobs import score
+  records = score.run_score(config, args.images)
+  if args.json:
+    print(json.dumps(records, indent=1))
+    return
+  for r in records:
+    robustness = "–" if r["robustness"] is None else f"{r['robustness']:.2f}"
+    print(f"filter {r['filter']}: activation {r['activation']:.4g}, robustness {robustness}"
+          + (", dead" if r["dead"] else ""))
+  print(gallery.summary_line(records))
+
+
+def _score_arguments(parser):
+  parser.add_argument("images", help="a .npy of pixels [N, H, W, C] on the 0–255 scale (RGB or "
+                      "grey, at the model's input size), or image files a.png,b.png; image i is "
+                      "scored for the i-th of --config.filters")
+  parser.add_argument("--json", action="store_true",
+                      help="print the filters.json records instead of one line per filter")
+
+
+_score.add_arguments = _score_arguments
 
 
 @command("convert", "convert a Keras weights file (any layout) to a jaxviz checkpoint")

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz import ascent, chunking, forward, objectives
+from jaxviz import ascent, chunking, forward, objectives, param
 from jaxviz.ascent import AscentSettings
 from jaxviz.errors import JaxvizError
 from jaxviz.models.spec import Model
@@ -141,6 +141,7 @@ class FilterEngine:
     self._evaluate = jax.jit(lambda params, v, f, hp: ascent.evaluate(self.ascent, params, v, f,
                                                                       hp),
                              compiler_options=options)
+    self._score = None  # built on the first `score` call
 
   def hyperparameters(self, settings: AscentSettings | None = None) -> dict[str, jax.Array]:
     """The traced values of `settings` (default: the engine's): other values compile nothing,
@@ -244,6 +245,45 @@ class FilterEngine:
       images = images[:, None]
     pixels = self.model.spec.input_to_pixels(images)
     return np.asarray(jax.vmap(jax.vmap(self.ascent.param.from_pixels))(pixels), np.float32)
+
+  def score(self, images: np.ndarray, filters: Sequence[int], batch: int = 8
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Images made elsewhere, scored as `run` scores its own.
+
+    Args:
+      images: model-input images `[N, H, W, C]` at the engine's image shape; image i is scored
+        for filter `filters[i]`.
+      batch: images per compiled call (the last call padded), so any N compiles one program.
+
+    Returns:
+      `(activation [N], robustness [N])`: the true objective of each image as it is, and its
+      mean activation under the held-out transforms over that (NaN with no samples).
+    """
+    images = np.asarray(images, np.float32)
+    filters = [int(f) for f in filters]
+    if images.ndim != 4 or images.shape[1:] != self.image_shape or not len(images):
+      raise JaxvizError(f"images of shape {images.shape} cannot be scored at {self.layer}: "
+                        f"expected [N, {', '.join(map(str, self.image_shape))}]")
+    if len(filters) != len(images):
+      raise JaxvizError(f"{len(images)} images for {len(filters)} filters: give one filter per "
+                        "image, in the images' order")
+    parse_indices(filters, self.num_filters)  # each filter in the layer
+    if self._score is None:
+      spec = self.model.spec
+      as_pixels = self.ascent._replace(param=param.pixel(spec.neutral_pixel))
+      self._score = jax.jit(lambda params, x, f, hp: ascent.evaluate(
+          as_pixels, params, (spec.input_to_pixels(x) - spec.neutral_pixel)[:, None], f, hp)[1:],
+          compiler_options=compiler_options())
+    hp = self.hyperparameters()
+    activation, robustness = [], []
+    for start in range(0, len(images), batch):
+      idx = np.arange(start, start + batch).clip(max=len(images) - 1)  # pads with the last
+      a, r = self._score(self.model.params, jax.device_put(images[idx]),
+                         jax.device_put(np.asarray(filters, np.int32)[idx]), hp)
+      n = min(batch, len(images) - start)
+      activation.append(np.asarray(a)[:n, 0])
+      robustness.append(np.asarray(r)[:n, 0])
+    return np.concatenate(activation), np.concatenate(robustness)
 
   # --- the public call -----------------------------------------------------------------------
 
