@@ -272,17 +272,17 @@ class FilterEngine:
       spec = self.model.spec
       as_pixels = self.ascent._replace(param=param.pixel(spec.neutral_pixel))
       self._score = jax.jit(lambda params, x, f, hp: ascent.evaluate(
-          as_pixels, params, (spec.input_to_pixels(x) - spec.neutral_pixel)[:, None], f, hp)[1:],
-          compiler_options=compiler_options())
+          as_pixels, params, as_pixels.param.from_pixels(spec.input_to_pixels(x))[:, None], f,
+          hp)[1:], compiler_options=compiler_options())
     hp = self.hyperparameters()
     activation, robustness = [], []
     for start in range(0, len(images), batch):
-      idx = np.arange(start, start + batch).clip(max=len(images) - 1)  # pads with the last
+      rows = range(start, min(start + batch, len(images)))
+      idx = np.asarray(chunking.pad(rows, batch))
       a, r = self._score(self.model.params, jax.device_put(images[idx]),
                          jax.device_put(np.asarray(filters, np.int32)[idx]), hp)
-      n = min(batch, len(images) - start)
-      activation.append(np.asarray(a)[:n, 0])
-      robustness.append(np.asarray(r)[:n, 0])
+      activation.append(np.asarray(a)[:len(rows), 0])
+      robustness.append(np.asarray(r)[:len(rows), 0])
     return np.concatenate(activation), np.concatenate(robustness)
 
   # --- the public call -----------------------------------------------------------------------
