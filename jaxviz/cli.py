@@ -51,7 +51,7 @@ def _train(args, config):
 
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
-  from jaxviz import distributed, host_devices
+  from jaxviz import cache, distributed, host_devices
   from jaxviz.jobs import gallery
   from jaxviz.progress import Progress
   workdir = require_workdir(args)
@@ -60,6 +60,7 @@ def _gallery(args, config):
                                 timeout=args.init_timeout, progress=Progress("gallery"),
                                 heartbeat_timeout=args.heartbeat_timeout):  # before any JAX work
     host_devices.split_cpu()  # one process: one device per CPU core
+  cache.keep_compiled_programs()
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
