@@ -98,7 +98,9 @@ def main() -> None:
   torch.manual_seed(args.seed)
   filters = parse_filters(args.filters)
   thresholds = sorted(int(s) for s in args.steps.split(","))
-  model = CaffeVGG16(args.weights, args.layer).eval()
+  # Lucent puts its image parameters on the first GPU when there is one; the model goes there too.
+  device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+  model = CaffeVGG16(args.weights, args.layer).to(device).eval()
   for p in model.parameters():
     p.requires_grad_(False)
   hooked = f"layers_{args.layer}_relu"
@@ -108,18 +110,21 @@ def main() -> None:
       model, objective, lambda: param.image(args.size, batch=len(filters)),
       thresholds=tuple(thresholds), preprocess=False, fixed_image_size=args.size,
       show_image=False, progress=False)
+  if device.type == "cuda":
+    torch.cuda.synchronize()
   seconds = time.perf_counter() - start
   args.out.mkdir(parents=True, exist_ok=True)
   for steps, image in zip(thresholds, kept):
     np.save(args.out / f"pixels_{steps}.npy", (np.asarray(image) * 255.0).astype(np.float32))
   with torch.no_grad():
-    final = torch.from_numpy(np.asarray(kept[-1])).permute(0, 3, 1, 2).float()
+    final = torch.from_numpy(np.asarray(kept[-1])).permute(0, 3, 1, 2).float().to(device)
     maps = model(final)
     activation = [float(maps[i, f].mean()) for i, f in enumerate(filters)]
   (args.out / "filters.json").write_text(json.dumps(filters))
   (args.out / "run.json").write_text(json.dumps({
       "lucent": "0.1.8", "torch": torch.__version__, "layer": args.layer, "size": args.size,
       "steps": thresholds, "seconds": seconds, "threads": torch.get_num_threads(),
+      "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
       "activation": activation}, indent=1))
   print(json.dumps({"seconds": round(seconds, 1), "activation": [round(a, 2) for a in activation]}))
 
