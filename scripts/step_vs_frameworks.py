@@ -30,7 +30,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
