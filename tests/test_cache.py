@@ -1,7 +1,5 @@
 """jaxviz.cache: where weights and compiled programs are kept."""
 
-from pathlib import Path
-
 import jax
 
 from jaxviz import cache
