@@ -60,7 +60,9 @@ def _gallery(args, config):
                                 timeout=args.init_timeout, progress=Progress("gallery"),
                                 heartbeat_timeout=args.heartbeat_timeout):  # before any JAX work
     host_devices.split_cpu()  # one process: one device per CPU core
-  cache.keep_compiled_programs()
+  kept = cache.keep_compiled_programs()
+  if kept and distributed.is_leader():
+    Progress("gallery")(f"compiled programs are kept in {kept} for the next run")
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
