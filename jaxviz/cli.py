@@ -109,10 +109,13 @@ _gallery.add_arguments = _gallery_arguments
 @command("sweep", "optimize a layer's filters under a grid of ascent hyperparameters, in one "
          "compiled program", "lenet_conv2d_2")
 def _sweep(args, config):
-  from jaxviz import host_devices
+  from jaxviz import cache, host_devices
   from jaxviz.jobs import sweep
   from jaxviz.progress import Progress
   host_devices.split_cpu()  # one device per CPU core, before JAX starts
+  kept = cache.keep_compiled_programs()
+  if kept:
+    Progress("sweep")(f"compiled programs are kept in {kept} for the next run")
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))
   print(out)
