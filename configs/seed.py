@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.jitter = 0.0             # random shift up to this fraction of the side
   c.scale = 0.0              # random zoom by 1 ± this
   c.rotate = 0.0             # random rotation up to this many degrees
+  c.crop = 1.0               # each step sees a random window of this fraction of the side
   # Regularizers on pixel variables (0 turns each off), after Yosinski et al. 2015.
   c.decay = 0.0              # L2 decay: variables *= 1 - decay after each step
   c.blur_sigma = 0.0         # Gaussian blur of this sigma (pixels) ...

@@ -80,6 +80,7 @@ class AscentSettings:
   jitter: float = 0.0
   scale: float = 0.0
   rotate: float = 0.0
+  crop: float = 1.0
   l1_weight: float = 0.0
   l2_weight: float = 0.0
   tv_weight: float = 0.0
@@ -139,6 +140,9 @@ class AscentSettings:
       if not 0 <= getattr(self, name) <= 0.5:
         raise JaxvizError(f"{name} is a fraction of the image side, in [0, 0.5]; "
                           f"got {getattr(self, name)}")
+    if not 0 < self.crop <= 1:
+      raise JaxvizError(f"crop is the fraction of the image side each step sees, in (0, 1] "
+                        f"(1: the whole image); got {self.crop}")
     if not 0 <= self.scale < 1:
       raise JaxvizError(f"scale must be in [0, 1) (zoom by 1 ± scale), got {self.scale}")
     if not 0 <= self.rotate <= 180:
@@ -232,7 +236,7 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
                                 init_noise=s.init_noise, bounded=s.bounded,
                                 decay_power=s.decay_power_start if ramp else s.decay_power,
                                 decorrelate=s.decorrelate)
-  chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0)
+  chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0, s.crop)
   regularize = regularizers.make_regularizer(
       decay_on=s.decay > 0, blur_on=s.blur_sigma > 0, blur_every=s.blur_every,
       clip_norm_on=s.clip_norm_percentile > 0,

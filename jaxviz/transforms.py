@@ -8,6 +8,8 @@ to the image, so a preset means the same on a 28-pixel digit and a 224-pixel pho
 - `jitter()`: a random shift of up to `hp["jitter"] · side` pixels on each axis (whole pixels).
 - `scale()`: a random zoom by a factor in `[1 - hp["scale"], 1 + hp["scale"]]`.
 - `rotate()`: a random rotation by up to `hp["rotate"]` degrees either way.
+- `crop(fraction)`: a random square window of `round(fraction · side)` pixels (static; the view
+  shrinks, the pixel scale stays): each step sees, and pays for, only part of the image.
 
 Shifts, zooms and rotations are affine maps: `compose` multiplies consecutive ones and samples
 the image once (bilinear), so a chain costs one resampling whatever its length. Ranges come from
@@ -43,6 +45,19 @@ def pad(fraction: float) -> Transform:
     width = int(round(fraction * max(image.shape[:2])))
     return jnp.pad(image, ((width, width), (width, width), (0, 0)))
   return Transform("pad", apply=apply)
+
+
+def crop(fraction: float) -> Transform:
+  """A window of `round(fraction · H) × round(fraction · W)` pixels at a random position, whole
+  pixels, nothing resampled."""
+  def apply(key, image, hp):
+    h, w, c = image.shape
+    ch, cw = max(1, int(round(fraction * h))), max(1, int(round(fraction * w)))
+    row_key, col_key = jax.random.split(key)
+    row = jax.random.randint(row_key, (), 0, h - ch + 1)
+    col = jax.random.randint(col_key, (), 0, w - cw + 1)
+    return jax.lax.dynamic_slice(image, (row, col, 0), (ch, cw, c))
+  return Transform("crop", apply=apply)
 
 
 def jitter(name: str = "jitter") -> Transform:
@@ -134,12 +149,14 @@ def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, 
 
 
 def make(pad_fraction: float = 0.0, jitter_on: bool = False, scale_on: bool = False,
-         rotate_on: bool = False) -> list[Transform]:
-  """Lucid's order: pad, jitter, scale, rotate; each present only when switched on."""
+         rotate_on: bool = False, crop_fraction: float = 1.0) -> list[Transform]:
+  """Lucid's order: pad, jitter, scale, rotate; each present only when switched on. Then the
+  crop, when `crop_fraction` < 1."""
   chain = [pad(pad_fraction)] if pad_fraction > 0 else []
   chain += [jitter()] if jitter_on else []
   chain += [scale()] if scale_on else []
   chain += [rotate()] if rotate_on else []
+  chain += [crop(crop_fraction)] if crop_fraction < 1 else []
   return chain
 
 

@@ -150,6 +150,7 @@ def test_dense_layer_units_are_filters(lenet):
     (dict(optimizer="adamm"), "unknown optimizer 'adamm'.*Did you mean 'adam'"),
     (dict(loop="while"), "unknown loop"),
     (dict(clip_norm_percentile=100.0), "clip_norm_percentile"),
+    (dict(crop=0.0), r"crop is the fraction of the image side each step sees, in \(0, 1\]"),
 ])
 def test_bad_settings_are_refused(lenet, bad, match):
   with pytest.raises(JaxvizError, match=match):
@@ -177,6 +178,7 @@ LUCID_LIKE = dict(parameterization="fourier", optimizer="adam", step_size=0.05,
     dict(LUCID_LIKE, decay_power=1.5, decay_power_start=1.0, decay_ramp=0.5),
     dict(steps=3, bounded=True, optimizer="adam", step_size=5.0, tv_weight=0.5, l1_weight=0.1),
     dict(steps=3, jitter=0.1, objective="neuron", before_relu=True),
+    dict(LUCID_LIKE, crop=0.75),
 ])
 def test_every_parameterization_keeps_the_contract_on_rgb(small_vgg, kwargs):
   engine = FilterEngine(small_vgg, "block2_conv1", AscentSettings(**kwargs), size=32)

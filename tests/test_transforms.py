@@ -57,6 +57,19 @@ def test_pad_adds_a_neutral_border():
   assert float(out[0].sum()) == 0 and float(out[2:12, 2:12].min()) == 1
 
 
+def test_crop_is_a_window_of_the_image_at_a_random_place():
+  image = jnp.arange(8 * 8 * 2, dtype=jnp.float32).reshape(8, 8, 2)
+  corners = set()
+  for seed in range(40):
+    out = T.compose([T.crop(0.75)])(jax.random.key(seed), image, hp())
+    assert out.shape == (6, 6, 2)
+    row, col = divmod(int(out[0, 0, 0]) // 2, 8)  # the window's first pixel says where it is
+    np.testing.assert_array_equal(out, image[row:row + 6, col:col + 6])
+    corners.add((row, col))
+  assert corners == {(r, c) for r in range(3) for c in range(3)}  # every position, and only those
+  assert T.make(crop_fraction=1.0) == []
+
+
 def test_affine_chain_is_sampled_once_and_ranges_are_traced():
   image = jax.random.uniform(jax.random.key(2), (16, 16, 3))
   chain = T.compose(T.make(0.0, True, True, True))

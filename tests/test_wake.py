@@ -28,15 +28,17 @@ def main_run(lenet):
 
 
 def test_the_second_pass_changes_the_variables_transforms_and_step_only():
+  cropped = dataclasses.replace(SETTINGS, crop=0.75)
   for phase, before_relu, steps in (("lift", True, 2), ("follow", False, 2)):
-    woken = wake.wake_settings(SETTINGS, phase)
+    woken = wake.wake_settings(cropped, phase)
     changed = {f.name for f in dataclasses.fields(woken)
-               if getattr(woken, f.name) != getattr(SETTINGS, f.name)}
+               if getattr(woken, f.name) != getattr(cropped, f.name)}
     assert changed == {"parameterization", "bounded", "step_size", "jitter", "scale", "rotate",
-                       "steps"} | ({"before_relu"} if before_relu else set())
+                       "crop", "steps"} | ({"before_relu"} if before_relu else set())
     assert (woken.parameterization, woken.bounded, woken.step_size) == ("pixel", True,
                                                                         wake.STEP_SIZE)
     assert woken.jitter == woken.scale == woken.rotate == woken.pad == 0.0
+    assert woken.crop == 1.0
     assert (woken.before_relu, woken.steps) == (before_relu, steps)
   odd = dataclasses.replace(SETTINGS, steps=5)
   assert [wake.wake_settings(odd, p).steps for p in ("lift", "follow")] == [2, 3]
