@@ -45,8 +45,8 @@ def wake_settings(settings: AscentSettings, phase: str) -> AscentSettings:
   return dataclasses.replace(
       settings, parameterization="pixel", bounded=True, optimizer="adam", step_size=STEP_SIZE,
       schedule="constant", normalize_grad=False, pad=0.0, jitter=0.0, scale=0.0, rotate=0.0,
-      crop=1.0, decay=0.0, blur_sigma=0.0, clip_norm_percentile=0.0, clip_contribution_percentile=0.0,
-      before_relu=settings.before_relu or phase == "lift",
+      crop=1.0, decay=0.0, blur_sigma=0.0, clip_norm_percentile=0.0,
+      clip_contribution_percentile=0.0, before_relu=settings.before_relu or phase == "lift",
       steps=half if phase == "lift" else settings.steps - half)
 
 
