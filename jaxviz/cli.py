@@ -51,7 +51,7 @@ def _train(args, config):
 
 @command("gallery", "optimize every filter of a layer and write its gallery", "lenet_conv2d_2")
 def _gallery(args, config):
-  from jaxviz import cache, distributed, host_devices
+  from jaxviz import distributed, host_devices
   from jaxviz.jobs import gallery
   from jaxviz.progress import Progress
   workdir = require_workdir(args)
@@ -60,13 +60,19 @@ def _gallery(args, config):
                                 timeout=args.init_timeout, progress=Progress("gallery"),
                                 heartbeat_timeout=args.heartbeat_timeout):  # before any JAX work
     host_devices.split_cpu()  # one process: one device per CPU core
-  kept = cache.keep_compiled_programs()
-  if kept and distributed.is_leader():
-    Progress("gallery")(f"compiled programs are kept in {kept} for the next run")
+  _keep_compiled_programs(Progress("gallery"), announce=distributed.is_leader())
   out = gallery.run_gallery(config, workdir, wait=args.wait)
   if distributed.is_leader():
     print(out)
     print(f"{out.name}: {gallery.layer_summary(out)}")
+
+
+def _keep_compiled_programs(progress, announce: bool = True) -> None:
+  """`cache.keep_compiled_programs`, saying where (on accelerators only) when `announce`."""
+  from jaxviz import cache
+  kept = cache.keep_compiled_programs()
+  if kept and announce:
+    progress(f"compiled programs are kept in {kept} for the next run")
 
 
 def _gallery_arguments(parser):
@@ -109,13 +115,11 @@ _gallery.add_arguments = _gallery_arguments
 @command("sweep", "optimize a layer's filters under a grid of ascent hyperparameters, in one "
          "compiled program", "lenet_conv2d_2")
 def _sweep(args, config):
-  from jaxviz import cache, host_devices
+  from jaxviz import host_devices
   from jaxviz.jobs import sweep
   from jaxviz.progress import Progress
   host_devices.split_cpu()  # one device per CPU core, before JAX starts
-  kept = cache.keep_compiled_programs()
-  if kept:
-    Progress("sweep")(f"compiled programs are kept in {kept} for the next run")
+  _keep_compiled_programs(Progress("sweep"))
   out, best = sweep.run_sweep(config, args.grid, require_workdir(args), args.config,
                               args.overrides, Progress("sweep"))
   print(out)
