@@ -15,6 +15,19 @@ import time
 
 from jaxviz import host_devices
 
+# "pixel": the seeds' pixel image with Adam and no transforms, the plain engine presets are
+# timed against (here and in `scripts/step_vs_frameworks.py`).
+PIXEL_OVERRIDES = {"optimizer": "adam", "step_size": 0.05, "normalize_grad": False}
+
+
+def preset_config(name: str):
+  """The config of a preset by name, or of "pixel"."""
+  from jaxviz.config import load_config
+  c = load_config("seed" if name == "pixel" else name)
+  if name == "pixel":
+    c.update(PIXEL_OVERRIDES)
+  return c
+
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -30,18 +43,15 @@ def main() -> None:
   host_devices.split_cpu()
 
   from jaxviz import onednn
-  from jaxviz.config import load_config
   from jaxviz.engine import AscentSettings, FilterEngine
   from jaxviz.loading import load_model
 
   model = load_model("vgg16", args.weights)
   engines = {}
   for name in args.presets.split(","):
-    c = load_config("seed" if name == "pixel" else name)
+    c = preset_config(name)
     c.conv = args.conv
     c.steps, c.robustness_samples = args.steps, 0
-    if name == "pixel":  # the seeds' pixels with Adam and no transforms
-      c.optimizer, c.step_size, c.normalize_grad = "adam", 0.05, False
     settings = AscentSettings.from_config(c)
     engine = FilterEngine(model, args.layer, settings, args.size)
     engine.run(args.filters)  # compile

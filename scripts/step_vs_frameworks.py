@@ -31,16 +31,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jaxviz.config import load_config
 from jaxviz.engine import AscentSettings, FilterEngine
 from jaxviz.loading import load_model
+from step_cost import preset_config
 
 LAYER, SIZE, STEPS = "block5_conv1", 128, 32
 # name: (preset, overrides); "pixel" is `scripts/step_cost.py`'s: the seeds' pixels with Adam.
 ENGINES = {
     "default": ("default", {}),
     "notransforms": ("default", {"jitter": 0.0, "scale": 0.0, "rotate": 0.0}),
-    "pixel": ("seed", {"optimizer": "adam", "step_size": 0.05, "normalize_grad": False}),
+    "pixel": ("pixel", {}),
     "generic": ("default", {"image_only_grad": False}),
 }
 
@@ -52,7 +52,7 @@ def report(label: str, n: int, seconds_per_step: float, extra: str = "") -> None
 
 def engine_step(model, name: str, n: int, rounds: int = 3) -> tuple[float, str]:
   preset, overrides = ENGINES[name]
-  c = load_config(preset)
+  c = preset_config(preset)
   c.model, c.layer, c.size = "vgg16", LAYER, SIZE
   c.robustness_samples, c.wake, c.steps = 0, False, STEPS
   for key, value in overrides.items():
