@@ -61,6 +61,11 @@ def sha256_text(text: str) -> str:
   return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Config keys added after runs could first be saved, each with the value that does what runs
+# saved before it existed did: such a run resumes under that value, and only under that value.
+ADDED_KEYS = {"wake": False, "decay_power_start": 1.0, "decay_ramp": 0.0, "crop": 1.0}
+
+
 def config_record(config) -> dict:
   """The config as plain JSON values (what `run.json` stores and compares)."""
   return json.loads(canonical_json(config.to_dict()))
@@ -75,6 +80,12 @@ def weights_digest(params) -> str:
     digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
     digest.update(array.tobytes())
   return digest.hexdigest()
+
+
+def with_added_keys(old: dict, new: dict) -> dict:
+  """`old` (a saved run's config record) with each key of `ADDED_KEYS` that it lacks and `new`
+  has, at the value that reproduces it."""
+  return {**{k: v for k, v in ADDED_KEYS.items() if k in new and k not in old}, **old}
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -253,8 +264,10 @@ class RunState:
     if manifest is None:
       return False
     record = config_record(config)
-    if manifest["config_sha256"] != sha256_text(canonical_json(record)):
-      changes = config_differences(manifest["config"], record) or ["(unknown: hash differs)"]
+    saved = with_added_keys(manifest["config"], record)
+    if (manifest["config_sha256"] != sha256_text(canonical_json(record))
+        and canonical_json(saved) != canonical_json(record)):
+      changes = config_differences(saved, record) or ["(unknown: hash differs)"]
       raise JaxvizError(
           f"workdir {str(self.workdir)!r} holds a run with a different config; it is not mixed "
           f"with this one. Differences (that run → this one): {'; '.join(changes)}. "

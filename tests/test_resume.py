@@ -128,6 +128,20 @@ def test_manifest_refuses_another_config_or_other_weights(tmp_path):
     state.check_config(config())
 
 
+def test_a_run_saved_before_a_key_existed_resumes_under_the_value_that_reproduces_it(tmp_path):
+  state = RunState(tmp_path)
+  state.start(config(), "aaa")  # saved before `crop` and `wake` existed
+  state.begin_layer("conv2d_2", [0, 1], 2, ["images.npy"], **SHAPES)
+  state.save_chunk("conv2d_2", 0, chunk_result([0, 1]))
+  assert RunState(tmp_path).check_config(config(crop=1.0, wake=False)) is True
+  with pytest.raises(JaxvizError, match=r"crop: 1\.0 → 0\.875"):
+    RunState(tmp_path).check_config(config(crop=0.875))
+  with pytest.raises(JaxvizError, match=r"wake: False → True"):
+    RunState(tmp_path).check_config(config(wake=True))
+  with pytest.raises(JaxvizError, match=r"other: '<absent>' → 1"):  # not a key added later
+    RunState(tmp_path).check_config(config(other=1))
+
+
 def test_config_differences_names_nested_and_missing_keys():
   old = {"steps": 20, "nested": {"a": 1, "b": 2}, "gone": True}
   new = {"steps": 20, "nested": {"a": 1, "b": 3}, "added": "x"}
