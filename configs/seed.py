@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   # What to visualize.
   c.model = "lenet"          # registered model name: lenet, vgg16
   c.weights = ""             # checkpoint or Keras file; "" = the model's default weights
-  c.dataset = "digits"       # LeNet's default weights are trained on this: digits (offline) or mnist
+  c.dataset = "digits"       # LeNet's default weights are trained on: digits (offline), mnist
   c.layer = "conv2d_2"       # layer name as `jaxviz layers` prints it; "conv" = every conv layer
   c.filters = "all"          # "all", or indices and ranges: "0,3,10-19"
   c.size = 0                 # image side in pixels; 0 = the model's (LeNet 28, VGG16 224)

@@ -285,7 +285,8 @@ def require_workdir(args) -> str:
 
 
 def split_overrides(extra: Sequence[str]) -> dict[str, str]:
-  """`["--config.steps=5", "--config.layer", "conv2d_1"]` → `{"steps": "5", "layer": "conv2d_1"}`."""
+  """`["--config.steps=5", "--config.layer", "conv2d_1"]` →
+  `{"steps": "5", "layer": "conv2d_1"}`."""
   from jaxviz.config import take_prefixed
   pairs, rest = take_prefixed(extra, "--config.")
   if rest:

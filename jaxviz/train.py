@@ -111,7 +111,8 @@ def train(config: ml_collections.ConfigDict, progress: Progress | None = None) -
 
 def train_default(dataset: str, progress: Progress | None = None) -> Path:
   """Trains LeNet on `dataset` with the shipped `train_lenet` config and writes it where
-  `jaxviz.loading.load_model` looks for it (`jaxviz.cache.default_weights_path`); returns that path."""
+  `jaxviz.loading.load_model` looks for it (`jaxviz.cache.default_weights_path`); returns that
+  path."""
   from jaxviz.config import load_config
   config = load_config("train_lenet")
   config.dataset = dataset

@@ -123,8 +123,8 @@ def test_step_size_compiles_nothing(lenet):
   second = engine.run("0-3", settings=other)
   assert engine.traces == 1
   assert not np.allclose(first.images, second.images)
-  np.testing.assert_allclose(second.images, FilterEngine(lenet, "conv2d_2", other).run("0-3").images,
-                             rtol=1e-5, atol=1e-6)
+  alone = FilterEngine(lenet, "conv2d_2", other).run("0-3")
+  np.testing.assert_allclose(second.images, alone.images, rtol=1e-5, atol=1e-6)
   with pytest.raises(JaxvizError, match="need another engine: steps"):
     engine.run("0-3", settings=AscentSettings(steps=3, decay=0.01, jitter=0.05))
 

@@ -68,7 +68,8 @@ def test_bad_inputs_name_the_problem(tmp_path):
     load_images(str(junk), LENET)
   with pytest.raises(JaxvizError, match="is a directory"):
     load_images(str(tmp_path), LENET)
-  with pytest.raises(JaxvizError, match="example index 100000 is out of range: the test split has 359"):
+  with pytest.raises(JaxvizError,
+                     match="example index 100000 is out of range: the test split has 359"):
     load_images("digits:100000", LENET)
   with pytest.raises(JaxvizError, match="no input image"):
     load_images(" , ", LENET)

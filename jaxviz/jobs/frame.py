@@ -2,10 +2,11 @@
 
     run(config, workdir, progress, check=…, request=…, compute=…)
 
-`check()` runs the checks that need no model, first. `request(spec)` checks the config against a model spec and returns what `compute` needs (a
-typed request); it runs on the registered spec before anything is loaded or written when the
-weights cannot change its answer (`early`), and again on the loaded model's spec. `compute`
-yields `(folder, files, message)` per output folder; each is written by `write_folder`.
+`check()` runs the checks that need no model, first. `request(spec)` checks the config against a
+model spec and returns what `compute` needs (a typed request); it runs on the registered spec before
+anything is loaded or written when the weights cannot change its answer (`early`), and again on the
+loaded model's spec. `compute` yields `(folder, files, message)` per output folder; each is written
+by `write_folder`.
 """
 
 from __future__ import annotations
