@@ -50,10 +50,13 @@ def main() -> None:
   result = engine.run(args.filters, seed=args.seed)
   print(f"{config.layer}, {args.images} images per filter, {' '.join(args.set) or 'no overrides'}:"
         f" {time.perf_counter() - start:.0f} s")
+  activations, robustness = result.activations, result.robustness
+  if args.images == 1:  # one image per filter: no images axis
+    activations, robustness = activations[:, None], robustness[:, None]
   for row, f in enumerate(result.filters):
-    order = np.argsort(result.activations[row, :, -1])
-    acts = result.activations[row, order, -1]
-    robs = result.robustness[row, order]
+    order = np.argsort(activations[row, :, -1])
+    acts = activations[row, order, -1]
+    robs = robustness[row, order]
     print(f"  filter {f}: activation {' '.join(f'{a:.1f}' for a in acts)}; "
           f"robustness {' '.join(f'{r:.2f}' for r in robs)}")
 
