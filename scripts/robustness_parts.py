@@ -7,6 +7,11 @@ of that part), the half-pixel shift (pure bilinear blur), and the mean fraction 
 that stays in the frame (what the neutral border replaces is lost to any full-frame texture):
 
     python scripts/robustness_parts.py runs/b5/block5_conv1 --min-activation 20
+    python scripts/robustness_parts.py runs/b5/block5_conv1 --pixels runs/lucent/pixels_512.npy
+
+With `--pixels`, the images are another tool's pixels `[N, H, W, C]` (0–255, as `jaxviz score`
+reads them), one for each filter of the folder's filters.json in its order, measured with the
+folder's model, weights and layer; "reported" is then left empty.
 
 Reads `config.json` (model, weights, layer, settings), `filters.json` and `images.npy` of the
 folder. Prints a Markdown table: one row per filter, then the medians; "reported" is filters.json's
@@ -18,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -67,12 +71,29 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
   return out
 
 
+def other_images(model, path: Path, records: list[dict], shape: tuple[int, ...]
+                 ) -> tuple[np.ndarray, list[dict]]:
+  """Pixels from `path` `[N, H, W, C]`, one per filter of `records`, as model input, and records
+  for them whose activation is to be measured (no reported robustness)."""
+  try:
+    pixels = np.load(path, allow_pickle=False).astype(np.float32)
+  except (OSError, ValueError) as e:
+    raise JaxvizError(f"cannot read {str(path)!r} as a NumPy array: {e}") from None
+  if pixels.shape != (len(records), *shape):
+    raise JaxvizError(f"{str(path)!r} holds {list(pixels.shape)}; expected pixels "
+                      f"{[len(records), *shape]}, one image per filter of filters.json")
+  images = np.asarray(model.spec.pixels_to_input(jnp.asarray(pixels)), np.float32)
+  return images, [{"filter": r["filter"], "dead": False, "activation": np.inf,
+                   "robustness": np.nan} for r in records]
+
+
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("folder", type=Path, help="a gallery's layer folder (has filters.json)")
   parser.add_argument("--min-activation", type=float, default=0.0,
                       help="only filters whose activation is above this")
   parser.add_argument("--samples", type=int, default=16)
+  parser.add_argument("--pixels", type=Path, help="another tool's pixels, one per filter")
   args = parser.parse_args()
   try:
     config = json.loads((args.folder / "config.json").read_text())
@@ -83,28 +104,36 @@ def main() -> int:
           "folder of a `jaxviz gallery` run, e.g. runs/b5/block5_conv1", file=sys.stderr)
     return 2
   images = images[:, 0] if images.ndim == 5 else images  # the first image of each filter
-  keep = [i for i, r in enumerate(records)
-          if not r["dead"] and r["activation"] > args.min_activation]
-  if not keep:
-    print("error: no live filter above --min-activation", file=sys.stderr)
-    return 2
   try:
     model = load_model(config["model"], config["weights"] or None, dataset=config["dataset"])
+    if args.pixels:
+      images, records = other_images(model, args.pixels, records, images.shape[1:])
+    keep = [i for i, r in enumerate(records)
+            if not r["dead"] and r["activation"] > args.min_activation]
+    if not keep:
+      print("error: no live filter above --min-activation", file=sys.stderr)
+      return 2
     settings = ascent.AscentSettings.from_config(config)
-    got = ratios(model, settings, config["layer"], images[keep],
-                 [records[i]["filter"] for i in keep], args.samples)
-    got["reported"] = np.array([records[i]["robustness"] for i in keep])
+    with np.errstate(divide="ignore", invalid="ignore"):  # other pixels may be dead
+      got = ratios(model, settings, config["layer"], images[keep],
+                   [records[i]["filter"] for i in keep], args.samples)
+    got["reported"] = np.array([records[i]["robustness"] for i in keep], dtype=float)
   except JaxvizError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  live = got["activation"] > max(args.min_activation, 0.0)  # other pixels: measured only now
+  keep = [i for i, ok in zip(keep, live) if ok]
+  got = {name: values[live] for name, values in got.items()}
   columns = ["activation", "reported", "all three", "shift", "scale", "rotate", "half pixel",
              "area kept"]
   print("| filter | " + " | ".join(columns) + " |")
   print("|--:|" + "--:|" * len(columns))
   for row, i in enumerate(keep):
-    cells = [f"{got['activation'][row]:.1f}"] + [f"{got[c][row]:.2f}" for c in columns[1:]]
+    cells = [f"{got['activation'][row]:.1f}"] + [
+        f"{got[c][row]:.2f}" if np.isfinite(got[c][row]) else "–" for c in columns[1:]]
     print(f"| {records[i]['filter']} | " + " | ".join(cells) + " |")
-  medians = [f"{statistics.median(got[c]):.2f}" for c in columns[1:]]
+  medians = [f"{np.median(got[c]):.2f}" if np.all(np.isfinite(got[c])) else "–"
+             for c in columns[1:]]
   print("| median | | " + " | ".join(medians) + " |")
   return 0
 
