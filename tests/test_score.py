@@ -115,3 +115,33 @@ def test_bad_input_is_refused_with_the_fix(tmp_path, weights, capsys, array, ove
 def test_a_missing_file_is_named(tmp_path, weights, capsys):
   code, _, err = score(capsys, tmp_path / "nope.npy", f"--config.weights={weights}")
   assert code == 2 and "nope.npy" in err
+
+
+def test_robustness_parts_recomputes_the_reported_robustness_for_a_gallery_or_its_pixels(
+    tmp_path, finished, capsys, monkeypatch):
+  """`scripts/robustness_parts.py`'s "all three" is filters.json's robustness, and the gallery's
+  own images given as another tool's pixels (`--pixels`) get the same row."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "robustness_parts.py"
+  module_spec = importlib.util.spec_from_file_location("robustness_parts", path)
+  parts = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(parts)
+
+  def table(*argv):
+    monkeypatch.setattr("sys.argv", ["robustness_parts.py", str(finished), *argv])
+    assert parts.main() == 0
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines()]
+    return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[2:]}
+
+  pixels = np.asarray(get_spec("lenet").input_to_pixels(np.load(finished / "images.npy")))
+  np.save(tmp_path / "pixels.npy", pixels)
+  own, other = table(), table("--pixels", str(tmp_path / "pixels.npy"))
+  live = [str(r["filter"]) for r in json.loads((finished / "filters.json").read_text())
+          if not r["dead"]]
+  assert sorted(own) == sorted(live + ["median"]) and sorted(other) == sorted(own)
+  for name in live:
+    activation, reported, all_three, *rest = own[name]
+    assert all_three == reported and float(all_three) > 0
+    assert other[name][1] == "–" and other[name][2:] == own[name][2:]
+    assert other[name][0] == activation
