@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxviz import ascent, transforms
 from jaxviz.errors import JaxvizError
+from jaxviz.jobs.score import read_pixels
 from jaxviz.loading import load_model
 
 
@@ -71,17 +72,15 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
   return out
 
 
-def other_images(model, path: Path, records: list[dict], shape: tuple[int, ...]
+def other_images(model, path: Path, records: list[dict], size: int
                  ) -> tuple[np.ndarray, list[dict]]:
-  """Pixels from `path` `[N, H, W, C]`, one per filter of `records`, as model input, and records
-  for them whose activation is to be measured (no reported robustness)."""
-  try:
-    pixels = np.load(path, allow_pickle=False).astype(np.float32)
-  except (OSError, ValueError) as e:
-    raise JaxvizError(f"cannot read {str(path)!r} as a NumPy array: {e}") from None
-  if pixels.shape != (len(records), *shape):
-    raise JaxvizError(f"{str(path)!r} holds {list(pixels.shape)}; expected pixels "
-                      f"{[len(records), *shape]}, one image per filter of filters.json")
+  """Pixels from `path` `[N, H, W, C]`, read and checked as `jaxviz score` reads them, one per
+  filter of `records`, as model input; and records for them whose activation is still to be
+  measured (no reported robustness)."""
+  pixels = read_pixels(str(path), model.spec, size)
+  if len(pixels) != len(records):
+    raise JaxvizError(f"{str(path)!r} holds {len(pixels)} images for the {len(records)} filters "
+                      "of filters.json: give one image per filter, in its order")
   images = np.asarray(model.spec.pixels_to_input(jnp.asarray(pixels)), np.float32)
   return images, [{"filter": r["filter"], "dead": False, "activation": np.inf,
                    "robustness": np.nan} for r in records]
@@ -107,7 +106,7 @@ def main() -> int:
   try:
     model = load_model(config["model"], config["weights"] or None, dataset=config["dataset"])
     if args.pixels:
-      images, records = other_images(model, args.pixels, records, images.shape[1:])
+      images, records = other_images(model, args.pixels, records, images.shape[1])
     keep = [i for i, r in enumerate(records)
             if not r["dead"] and r["activation"] > args.min_activation]
     if not keep:
