@@ -8,14 +8,18 @@ to the image, so a preset means the same on a 28-pixel digit and a 224-pixel pho
 - `jitter()`: a random shift of up to `hp["jitter"] · side` pixels on each axis (whole pixels).
 - `scale()`: a random zoom by a factor in `[1 - hp["scale"], 1 + hp["scale"]]`.
 - `rotate()`: a random rotation by up to `hp["rotate"]` degrees either way.
+- `frame()`: a neutral frame of `hp["frame"] · side` on every side, the view resized back to
+  the image's side, so the network sees the image shrunk by `1 / (1 + 2 · hp["frame"])` with
+  the neutral colour around it. This is what Lucid's and Lucent's pad does when the image is
+  fed at a fixed size (Lucent's `fixed_image_size`): the plain image is never one of the views.
 - `crop(fraction)`: a random square window of `round(fraction · side)` pixels (static; the view
   shrinks, the pixel scale stays): each step sees, and pays for, only part of the image.
 
-Shifts, zooms and rotations are affine maps: `compose` multiplies consecutive ones and samples
-the image once (bilinear), so a chain costs one resampling whatever its length. Ranges come from
-the hyperparameters `hp` (traced arrays), so other ranges compile nothing. The engine gives
-every image its own key per step, so a filter's transforms do not depend on its batch; unlike
-Lucid, which draws one transform for the whole batch.
+Shifts, zooms, rotations and the frame are affine maps: `compose` multiplies consecutive ones
+and samples the image once (bilinear), so a chain costs one resampling whatever its length.
+Ranges come from the hyperparameters `hp` (traced arrays), so other ranges compile nothing. The
+engine gives every image its own key per step, so a filter's transforms do not depend on its
+batch; unlike Lucid, which draws one transform for the whole batch.
 """
 
 from __future__ import annotations
@@ -87,6 +91,16 @@ def rotate(name: str = "rotate") -> Transform:
   return Transform(name, affine=affine)
 
 
+def frame(name: str = "frame") -> Transform:
+  """A neutral frame of `hp[name] · side` pixels on every side, the view then resized back to
+  the image's side: the image seen shrunk by `1 / (1 + 2 · hp[name])` (Lucent's pad at a fixed
+  image size). Not random."""
+  def affine(key, hp, size):
+    grow = 1.0 + 2.0 * hp[name]
+    return jnp.diag(jnp.stack([grow, grow, jnp.float32(1.0)]))
+  return Transform(name, affine=affine)
+
+
 def sample_affine(image: jax.Array, matrix: jax.Array) -> jax.Array:
   """Bilinear resampling of `image` `[H, W, C]`: output pixel p takes the input at `matrix @ p`
   (centred pixel coordinates); outside the image reads as 0. Same shape out."""
@@ -149,13 +163,15 @@ def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, 
 
 
 def make(pad_fraction: float = 0.0, jitter_on: bool = False, scale_on: bool = False,
-         rotate_on: bool = False, crop_fraction: float = 1.0) -> list[Transform]:
+         rotate_on: bool = False, crop_fraction: float = 1.0, frame_on: bool = False
+         ) -> list[Transform]:
   """Lucid's order: pad, jitter, scale, rotate; each present only when switched on. Then the
-  crop, when `crop_fraction` < 1."""
+  frame, when `frame_on`, and the crop, when `crop_fraction` < 1."""
   chain = [pad(pad_fraction)] if pad_fraction > 0 else []
   chain += [jitter()] if jitter_on else []
   chain += [scale()] if scale_on else []
   chain += [rotate()] if rotate_on else []
+  chain += [frame()] if frame_on else []
   chain += [crop(crop_fraction)] if crop_fraction < 1 else []
   return chain
 

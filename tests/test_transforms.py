@@ -7,7 +7,7 @@ from jaxviz import transforms as T
 
 
 def hp(**values):
-  base = {"jitter": 0.0, "scale": 0.0, "rotate": 0.0}
+  base = {"jitter": 0.0, "scale": 0.0, "rotate": 0.0, "frame": 0.0}
   base.update(values)
   return {k: jnp.float32(v) for k, v in base.items()}
 
@@ -55,6 +55,28 @@ def test_pad_adds_a_neutral_border():
   out = T.compose([T.pad(0.2)])(jax.random.key(0), image, hp())
   assert out.shape == (14, 14, 1)
   assert float(out[0].sum()) == 0 and float(out[2:12, 2:12].min()) == 1
+
+
+def test_frame_shrinks_the_image_into_a_neutral_border_at_the_same_size():
+  image = jnp.ones((5, 5, 1))
+  chain = T.compose([T.frame()])
+  out = np.asarray(chain(jax.random.key(0), image, hp(frame=0.25)))[..., 0]
+  # Output pixel p (centred) reads input 1.5 p: the ring at ±2 reads ±3, past the edge (the
+  # neutral 0); the centre 3 × 3 reads inside the image.
+  expected = np.zeros((5, 5))
+  expected[1:4, 1:4] = 1.0
+  np.testing.assert_allclose(out, expected, atol=1e-6)
+  np.testing.assert_array_equal(chain(jax.random.key(0), image, hp(frame=0.0)), image)
+
+
+def test_frame_comes_after_the_random_transforms_and_leaves_their_draws_alone():
+  image = jax.random.uniform(jax.random.key(6), (12, 12, 3))
+  values = hp(jitter=0.2, scale=0.1, rotate=10.0)
+  without = T.compose(T.make(0.0, True, True, True))(jax.random.key(7), image, values)
+  framed = T.compose(T.make(0.0, True, True, True, frame_on=True))
+  assert [t.name for t in T.make(0.0, True, True, True, frame_on=True)][-1] == "frame"
+  np.testing.assert_allclose(framed(jax.random.key(7), image, values), without, atol=1e-5)
+  assert not np.allclose(framed(jax.random.key(7), image, {**values, "frame": 0.1}), without)
 
 
 def test_crop_is_a_window_of_the_image_at_a_random_place():
