@@ -8,10 +8,13 @@ A weight is a number or `Hyper(name)`, a hyperparameter read from the traced `hp
 (so other strengths compile nothing). Each term sees one filter's D images through a `Probe`
 (the images, and the model's activations computed once per layer) and gives two values per
 image `[D]`: the one whose gradient is followed, and the true one that is reported. They differ
-only in ReLU rescue: a post-ReLU unit whose map is zero everywhere has no gradient, so until
-some of it turns positive the peak of its pre-activation map is followed instead (in the spirit
-of Lucid's redirected ReLU, applied at the target: it lifts the place closest to firing). The
-reported activation is the first unit term's true value, unweighted.
+only in ReLU rescue: a post-ReLU unit whose map is zero everywhere has no gradient. With the
+hyperparameter `rescue_slope` at 0, until some of the map turns positive the peak of its
+pre-activation map is followed instead (in the spirit of Lucid's redirected ReLU, applied at the
+target: it lifts the place closest to firing). With `rescue_slope` s > 0 the followed map is
+`relu(y) + s · min(y, 0)` throughout, a leaky ReLU: every place below zero keeps pulling itself
+up, so a unit that fires in one place under one transform and nowhere under the next still has
+a steady gradient. The reported activation is the first unit term's true value, unweighted.
 
 Terms never mix filters: a filter's value depends on its own images only, so summing over a
 batch and taking one gradient gives each image its own gradient.
@@ -92,8 +95,9 @@ Values = tuple[jax.Array, jax.Array]  # (followed [D], reported [D])
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-  """One quantity per image: `fn(probe) → (followed [D], true [D])`; `unit` terms are the ones
-  whose true value is reported as the filter's activation."""
+  """One quantity per image: `fn(probe, hp) → (followed [D], true [D])`, `hp` the traced
+  hyperparameters; `unit` terms are the ones whose true value is reported as the filter's
+  activation."""
   name: str
   fn: Callable[[Probe], Values]
   unit: bool = False
@@ -144,7 +148,7 @@ class Objective:
     """`(total followed value [D], reported activation [D])` for the probe's images."""
     total, reported = 0.0, None
     for weight, term in self.parts:
-      followed, true = term.fn(probe)
+      followed, true = term.fn(probe, hp)
       total = total + _value(weight, hp) * followed
       if term.unit and reported is None:
         reported = true
@@ -222,7 +226,7 @@ def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue
   relu = (fused or (follow_relu and relu_follows(spec, layer))) and not before_relu
   output = "pre_activation" if (before_relu or relu) else "activation"
 
-  def fn(probe):
+  def fn(probe, hp):
     y = probe.unit_output(layer, output, channel_only)
     if y.ndim == 1:  # a dense unit is its own value
       true = jax.nn.relu(y) if relu else y
@@ -230,8 +234,11 @@ def _unit_term(name: str, spec: ModelSpec, layer: str, before_relu: bool, rescue
     true = reduce(jax.nn.relu(y) if relu else y)
     if not (relu and rescue):
       return true, true
+    slope = hp.get("rescue_slope", 0.0)
+    leaky = reduce(jax.nn.relu(y) + slope * jnp.minimum(y, 0.0))
     peak = jnp.max(y, axis=(1, 2))
-    return jnp.where(peak > 0, true, peak), true
+    # Slope 0: the post-ReLU mean once anything fires, the peak before. Slope > 0: leaky always.
+    return jnp.where((peak > 0) | (slope > 0), leaky, peak), true
 
   return Term(name, fn, unit=True)
 
@@ -247,7 +254,8 @@ def channel(spec: ModelSpec, layer: str, *, before_relu: bool = False, exclude_b
     follow_relu: False leaves out a ReLU *layer* after the target (the layer's output as Keras
       reports it, as the seeds maximize it); a fused ReLU is part of the output either way.
     exclude_border: activation pixels left out at each edge (they see padded input).
-    rescue: follow the pre-activation map's peak while the post-ReLU map is zero everywhere.
+    rescue: ReLU rescue: follow the pre-activation map's peak while the post-ReLU map is zero
+      everywhere, or with the hyperparameter `rescue_slope` > 0 a leaky ReLU throughout.
     channel_only: evaluate only channel k of a conv target (same value, less work).
   """
   if exclude_border < 0:
@@ -283,7 +291,7 @@ def direction(spec: ModelSpec, layer: str, vectors: np.ndarray) -> Objective:
     raise JaxvizError(f"directions for {layer!r} must have shape [K, {channels}], "
                       f"got {tuple(vectors.shape)}")
 
-  def fn(probe):
+  def fn(probe, hp):
     y = probe.features(layer, "activation")
     v = jax.lax.dynamic_index_in_dim(vectors, probe.unit, keepdims=False)
     value = jnp.mean(y @ v, axis=tuple(range(1, y.ndim - 1))) if y.ndim > 2 else y @ v
@@ -295,7 +303,7 @@ def direction(spec: ModelSpec, layer: str, vectors: np.ndarray) -> Objective:
 # --- penalties and diversity ----------------------------------------------------------------
 
 def _penalty(name: str, fn: Callable[[jax.Array], jax.Array]) -> Objective:
-  def term(probe):
+  def term(probe, hp):
     value = jax.vmap(fn)(probe.offsets)
     return value, value
   return _single(Term(name, term))
@@ -322,7 +330,7 @@ def diversity(spec: ModelSpec, layer: str, output: L.Output = "input") -> Object
   summed over the other images and divided by D. Add it to push D images of a filter apart."""
   spec.layer(layer)
 
-  def fn(probe):
+  def fn(probe, hp):
     y = probe.features(layer, output)
     d = y.shape[0]
     if d < 2:

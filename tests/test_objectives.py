@@ -55,6 +55,27 @@ def test_relu_rescue_follows_the_pre_activation_of_a_dead_map_but_reports_the_tr
   assert float(followed[0]) == float(reported[0])
 
 
+def test_leaky_rescue_follows_every_place_below_zero_with_its_slope():
+  spec, params = relu_conv_model()
+  rescued = O.channel(spec, "conv")
+  hp = {"rescue_slope": jnp.float32(0.5)}
+  # Channel 0 of IMAGE is [[1, -3], [2, -4]]: followed (1 + 2 + 0.5 · (-3 - 4)) / 4.
+  followed, reported = rescued(probe(spec, params, IMAGE, 0), hp)
+  assert float(followed[0]) == pytest.approx(-0.125)
+  assert float(reported[0]) == pytest.approx(0.75)  # the true post-ReLU mean
+  grad = jax.grad(lambda x: rescued(probe(spec, params, x, 0), hp)[0].sum())(jnp.asarray(IMAGE))
+  np.testing.assert_allclose(grad[0, ..., 0], [[0.25, 0.125], [0.25, 0.125]])
+  # A map below zero everywhere: every place pulls (slope / 4), not only the peak.
+  dark = -np.abs(IMAGE)
+  followed, reported = rescued(probe(spec, params, dark, 0), hp)
+  assert (float(followed[0]), float(reported[0])) == (pytest.approx(-1.25), 0.0)
+  grad = jax.grad(lambda x: rescued(probe(spec, params, x, 0), hp)[0].sum())(jnp.asarray(dark))
+  np.testing.assert_allclose(grad[0, ..., 0], np.full((2, 2), 0.125))
+  # Slope 0 is the peak rule.
+  zero = {"rescue_slope": jnp.float32(0.0)}
+  assert float(rescued(probe(spec, params, dark, 0), zero)[0][0]) == pytest.approx(-1.0)
+
+
 def test_before_relu_and_neuron_and_border():
   spec, params = relu_conv_model()
   pre = O.channel(spec, "conv", before_relu=True)
@@ -108,10 +129,10 @@ def test_diversity_is_zero_for_one_image_and_pushes_identical_images_apart():
   spec, params = relu_conv_model()
   objective = O.channel(spec, "conv") + O.diversity(spec, "conv", output="activation")
   term = objective.parts[1][1].fn  # the diversity term alone: (followed, reported)
-  one = term(probe(spec, params, IMAGE, 0))[0]
+  one = term(probe(spec, params, IMAGE, 0), {})[0]
   np.testing.assert_array_equal(one, [0.0])
   same = np.concatenate([IMAGE, IMAGE])
-  value = term(probe(spec, params, same, 0))[0]
+  value = term(probe(spec, params, same, 0), {})[0]
   np.testing.assert_allclose(value, [-0.5, -0.5], rtol=1e-5)  # cosine 1 with the other, / D
   other = np.concatenate([np.abs(IMAGE), -np.abs(IMAGE)])  # one channel each: orthogonal Grams
-  np.testing.assert_allclose(term(probe(spec, params, other, 0))[0], 0.0, atol=1e-6)
+  np.testing.assert_allclose(term(probe(spec, params, other, 0), {})[0], 0.0, atol=1e-6)
