@@ -47,10 +47,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.before_relu = False      # maximize the map before its ReLU (fused or the next layer)
   c.follow_relu = False      # count a ReLU layer after the target (LeNet conv2d_2 → activation_2);
                              # the seeds maximize the layer's output as Keras reports it
-  c.rescue = False           # follow the pre-ReLU peak while a post-ReLU map is all zero
+  c.rescue = False           # ReLU rescue: follow the pre-ReLU peak while a post-ReLU map is all
+                             # zero, or, with rescue_slope > 0, ...
+  c.rescue_slope = 0.0       # ... a leaky ReLU of this slope below zero throughout
+  c.lift = 0.0               # with rescue: this fraction of the steps first follows the map
+                             # before its ReLU (every place of it lifted)
   c.l1_weight = 0.0          # penalties on (pixel − neutral) / 255, subtracted with these weights
   c.l2_weight = 0.0
   c.tv_weight = 0.0          # total variation
+  c.average = 0.0            # the final image from an average of the variables over the steps,
+                             # each step's weight this much less than the next one's (0: the last)
   c.diversity = 1            # images per filter; above 1 they are pushed apart ...
   c.diversity_weight = 0.0   # ... with this weight (Lucid's Gram-matrix similarity)
   # Transforms before each forward pass, drawn per image and step (jaxviz/transforms.py).
@@ -58,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.jitter = 0.0             # random shift up to this fraction of the side
   c.scale = 0.0              # random zoom by 1 ± this
   c.rotate = 0.0             # random rotation up to this many degrees
+  c.frame = 0.0              # a neutral frame of this fraction of the side, view resized back
   c.crop = 1.0               # each step sees a random window of this fraction of the side
   # Regularizers on pixel variables (0 turns each off), after Yosinski et al. 2015.
   c.decay = 0.0              # L2 decay: variables *= 1 - decay after each step

@@ -136,6 +136,7 @@ class FilterEngine:
     self._run_chunk = jax.jit(self._chunk_program, static_argnums=(5, 6),
                               compiler_options=options)
     self._step = jax.jit(self._python_step, donate_argnums=(1, 2), compiler_options=options)
+    self._average = jax.jit(ascent.average, compiler_options=options)
     self._init = jax.jit(lambda v, hp: ascent.init_state(self.ascent, v, hp),
                          compiler_options=options)
     self._evaluate = jax.jit(lambda params, v, f, hp: ascent.evaluate(self.ascent, params, v, f,
@@ -217,11 +218,12 @@ class FilterEngine:
     keys = jax.jit(ascent.filter_keys)(key, filters)
     params = jax.jit(self._prepare)(params)
     opt_state = self._init(v, hp)
-    history = []
+    history, mean = [], jnp.copy(v)  # `_step` donates `v`'s buffer
     for i in range(self.settings.steps):
       v, opt_state, act = self._step(params, v, opt_state, keys, filters, jnp.int32(i), hp)
+      mean = self._average(mean, v, hp)
       history.append(act)
-    images, activation, robustness = self._evaluate(params, v, filters, hp)
+    images, activation, robustness = self._evaluate(params, mean, filters, hp)
     return images, jnp.stack(history + [activation], axis=-1), robustness
 
   # --- starting points ------------------------------------------------------------------------
@@ -441,7 +443,8 @@ class FilterEngine:
                if name not in ascent.HYPERPARAMETERS
                and getattr(settings, name) != getattr(self.settings, name)]
     switched = [name for name in ascent.HYPERPARAMETERS
-                if getattr(settings, name) > 0 and not getattr(self.settings, name) > 0]
+                if getattr(settings, name) > 0 and not getattr(self.settings, name) > 0
+                and name not in ascent.ALWAYS_COMPILED]
     if changed or switched:
       raise JaxvizError(f"these settings need another engine: {', '.join(changed + switched)} "
                         "(only the values of pieces already switched on can change, or be 0)")

@@ -1,5 +1,6 @@
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,6 +50,10 @@ def test_hyperparameters_are_float32_scalars_of_every_traced_setting():
     (dict(tv_weight=-1.0), "tv_weight must be"),
     (dict(decay_ramp=1.5), "decay_ramp is a fraction of the steps"),
     (dict(decay_power_start=-1.0), "decay_power_start must be"),
+    (dict(frame=0.6), "frame is a fraction"),
+    (dict(rescue_slope=2.0), "rescue_slope is the slope"),
+    (dict(average=1.0), "average is the weight"),
+    (dict(lift=-0.5), "lift is the fraction"),
 ])
 def test_bad_settings_name_the_problem(bad, match):
   with pytest.raises(JaxvizError, match=match):
@@ -73,3 +78,31 @@ def test_the_spectrums_slope_ramps_from_start_to_end_over_its_fraction_of_the_st
   for other in (dataclasses.replace(settings, decay_ramp=0.0),
                 dataclasses.replace(settings, parameterization="pixel")):
     assert ascent.make_ascent(get_spec("lenet"), "conv2d_2", other).steepen is None
+
+
+def test_the_running_average_weighs_each_step_by_the_hyperparameter():
+  hp = {"average": jnp.float32(0.75)}
+  mean = ascent.average(jnp.float32(4.0), jnp.float32(8.0), hp)
+  assert float(mean) == pytest.approx(0.75 * 4 + 0.25 * 8)
+  assert float(ascent.average(jnp.float32(4.0), jnp.float32(8.0),
+                              {"average": jnp.float32(0.0)})) == 8.0
+
+
+def test_the_crop_applies_only_to_layers_computed_from_part_of_the_image():
+  spec = get_spec("lenet")
+  assert ascent.takes_windows(spec, "conv2d_2")
+  assert not ascent.takes_windows(spec, "dense_2")  # after the Flatten: the whole image
+  cropped = AscentSettings(crop=0.75)
+  image = jnp.ones((28, 28, 1))
+  hp = {k: jnp.asarray(v) for k, v in cropped.hyperparameters().items()}
+  view = lambda layer: ascent.make_ascent(spec, layer, cropped).transform(
+      jax.random.key(0), image, hp)
+  assert view("conv2d_2").shape == (21, 21, 1)
+  assert view("dense_2").shape == (28, 28, 1)
+
+
+def test_the_lift_follows_the_map_before_its_relu_for_its_part_of_the_steps():
+  a = ascent.make_ascent(get_spec("lenet"), "conv2d_2", AscentSettings(steps=8))
+  hp = {"lift": jnp.float32(0.25), "rescue_slope": jnp.float32(0.1)}
+  slopes = [float(ascent.lifted(a, hp, i)["rescue_slope"]) for i in range(8)]
+  assert slopes == pytest.approx([1.0, 1.0] + [0.1] * 6)  # the first quarter: slope 1

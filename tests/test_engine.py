@@ -129,6 +129,33 @@ def test_step_size_compiles_nothing(lenet):
     engine.run("0-3", settings=AscentSettings(steps=3, decay=0.01, jitter=0.05))
 
 
+def test_the_final_image_is_the_running_average_of_the_steps():
+  # Normalized SGD on the tiny linear model moves every pixel by the same m per step, so the
+  # iterates are 128 + t·m and their running average can be written out.
+  model = tiny_linear_model(2.0)
+  g = 0.5 / 255
+  m = g / (g + 1e-5)
+  beta = 0.5
+  averaged = FilterEngine(model, "conv", AscentSettings(steps=3, init_noise=0.0,
+                                                        average=beta)).run("0")
+  mean = 128.0
+  for t in (1, 2, 3):
+    mean = beta * mean + (1 - beta) * (128 + t * m)
+  np.testing.assert_allclose(averaged.images[0], mean / 255, rtol=1e-6)
+  np.testing.assert_allclose(averaged.activations[0, -1], 2 * mean / 255, rtol=1e-5)
+
+
+def test_leaky_rescue_and_average_values_compile_nothing(small_vgg):
+  settings = AscentSettings(**LUCID_LIKE)
+  engine = FilterEngine(small_vgg, "block2_conv1", settings, size=32)
+  engine.run("0-1")
+  other = AscentSettings(**dict(LUCID_LIKE, rescue_slope=0.2, lift=0.3, average=0.5))
+  again = engine.run("0-1", settings=other)
+  assert engine.traces == 1
+  alone = FilterEngine(small_vgg, "block2_conv1", other, size=32).run("0-1")
+  np.testing.assert_allclose(again.images, alone.images, rtol=1e-5, atol=1e-4)
+
+
 def test_start_images_seed_a_second_pass(lenet):
   engine = FilterEngine(lenet, "conv2d_2", AscentSettings(steps=3))
   first = engine.run("0-4")
@@ -179,6 +206,7 @@ LUCID_LIKE = dict(parameterization="fourier", optimizer="adam", step_size=0.05,
     dict(steps=3, bounded=True, optimizer="adam", step_size=5.0, tv_weight=0.5, l1_weight=0.1),
     dict(steps=3, jitter=0.1, objective="neuron", before_relu=True),
     dict(LUCID_LIKE, crop=0.75),
+    dict(LUCID_LIKE, frame=0.05, rescue_slope=0.1, lift=0.5, average=0.5),
 ])
 def test_every_parameterization_keeps_the_contract_on_rgb(small_vgg, kwargs):
   engine = FilterEngine(small_vgg, "block2_conv1", AscentSettings(**kwargs), size=32)
