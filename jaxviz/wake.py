@@ -1,20 +1,24 @@
 """A second pass for the filters the main pass leaves dead: in pixels, without transforms.
 
-Some units of a real network (about one in twelve of the edge-tuned VGG16's `block5_conv1`)
-stay at zero under the default preset whatever its step size, spectrum or transform ranges
+Some units of a real network (about one in ten of the edge-tuned VGG16's `block5_conv1`) stay
+at zero under the default preset whatever its step size, spectrum or transform ranges
 (QUALITY.md): no smooth image that survives random shifts, zooms and rotations makes them
 fire. Many still fire for an image made for the pixel grid as it stands. This pass gives every
-dead image one more ascent, as many steps as the main pass, with bounded pixels as the
+dead image one more ascent of `STEPS` of the main pass's steps, with bounded pixels as the
 variables (`param.pixel`, a sigmoid onto 0–255), no transforms and Adam at `STEP_SIZE` on the
-pixel logits, in two halves:
+pixel logits, in two parts:
 
-1. *lift*: the mean of the filter's map **before** its ReLU, which pushes every position up;
-2. *follow*: the main objective (after the ReLU, with ReLU rescue), from the lifted image.
+1. *lift* (the first `LIFT` of its steps): the mean of the filter's map **before** its ReLU,
+   which pushes every position up;
+2. *follow*: the main objective with the rescue's peak rule (while nothing fires, the place
+   closest to firing is pushed; then the post-ReLU mean), from the lifted image. Units just
+   below their threshold (two of LeNet-MNIST's) fire this way and not through a leaky ReLU,
+   which spreads the push over the whole map.
 
-Where it ends live, its image, activation history (the first half: the pre-ReLU mean) and
-robustness replace the dead one, and `woken` marks it: such an image excites the unit only as
-it stands (its robustness is typically near 0), which the gallery's records say rather than
-hide. Where it ends dead too, the main pass's result stays.
+Where it ends live, its image, activation history and robustness replace the dead one, and
+`woken` marks it: such an image excites the unit only as it stands (its robustness is
+typically near 0), which the gallery's records say rather than hide. Where it ends dead too,
+the main pass's result stays.
 
 Filters stay independent: `seed` and the filter index alone decide a dead filter's start and
 its draws, so its result never depends on which dead filters share its call. A chunk's dead
@@ -34,26 +38,27 @@ from jaxviz import chunking, gallery
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 
 STEP_SIZE = 0.05  # Adam on the pixel logits: measured on block5_conv1's dead filters (QUALITY.md)
+LIFT = 0.5        # the part of the pass's steps that follows the map before its ReLU
+STEPS = 0.5       # the pass's steps, as a fraction of the main pass's
 
 
-def wake_settings(settings: AscentSettings, phase: str) -> AscentSettings:
-  """The main settings for one half of the pass (`phase` "lift" or "follow", see above): bounded
-  pixels for variables, no transforms, no pixel-space regularizers, Adam at `STEP_SIZE`; the
-  lift follows the pre-ReLU map. The follow half has the odd step, so together they take
-  `settings.steps`."""
-  half = settings.steps // 2
+def wake_settings(settings: AscentSettings) -> AscentSettings:
+  """The main settings for the second pass: bounded pixels for variables, no transforms, no
+  pixel-space regularizers, Adam at `STEP_SIZE`, the lift for `LIFT` of the steps then the
+  rescue's peak rule, `STEPS` of the main pass's steps (at least one)."""
   return dataclasses.replace(
       settings, parameterization="pixel", bounded=True, optimizer="adam", step_size=STEP_SIZE,
       schedule="constant", normalize_grad=False, pad=0.0, jitter=0.0, scale=0.0, rotate=0.0,
-      crop=1.0, decay=0.0, blur_sigma=0.0, clip_norm_percentile=0.0,
-      clip_contribution_percentile=0.0, before_relu=settings.before_relu or phase == "lift",
-      steps=half if phase == "lift" else settings.steps - half)
+      frame=0.0, crop=1.0, average=0.0, decay=0.0, blur_sigma=0.0, clip_norm_percentile=0.0,
+      clip_contribution_percentile=0.0, rescue=True, rescue_slope=0.0, lift=LIFT,
+      steps=max(1, round(settings.steps * STEPS)))
 
 
 def group_size(count: int, devices: int, limit: int) -> int:
   """Filters per call for `count` dead filters of a chunk of `limit` on `devices` devices: the
   smallest power-of-two multiple of `devices` that holds them all, at most `limit` rounded up to
-  a multiple of `devices`. Powers of two keep the number of compiled shapes small."""
+  a multiple of `devices`. Powers of two keep the number of compiled shapes small; a padded
+  slot costs little (on `block5_conv1`, 5 dead filters took 21 s in groups of 6 and of 8)."""
   group = devices
   while group < count:
     group *= 2
@@ -66,43 +71,38 @@ def dead_images(result: FilterResult) -> np.ndarray:
 
 
 class Waker:
-  """Runs the second pass for one layer: built from the main pass's engine, its two halves
-  compiled the first time a dead filter turns up, once for each group size (`group` filters per
-  call, or for None `group_size` of the dead filters and the chunk)."""
+  """Runs the second pass for one layer: built from the main pass's engine, compiled the first
+  time a dead filter turns up, once for each group size (`group` filters per call, or for None
+  `group_size` of the dead filters and the chunk)."""
 
   def __init__(self, engine: FilterEngine, group: int | None = None):
     self.main = engine
     self.group = group
-    self._engines: dict[str, FilterEngine] = {}
+    self._engine: FilterEngine | None = None
 
-  def engine(self, phase: str) -> FilterEngine:
-    """The engine of one half ("lift" or "follow")."""
-    if phase not in self._engines:
+  @property
+  def engine(self) -> FilterEngine:
+    """The second pass's engine (built on first use)."""
+    if self._engine is None:
       main = self.main
-      self._engines[phase] = FilterEngine(main.model, main.layer,
-                                          wake_settings(main.settings, phase),
-                                          main.image_shape[0])
-    return self._engines[phase]
+      self._engine = FilterEngine(main.model, main.layer, wake_settings(main.settings),
+                                  main.image_shape[0])
+    return self._engine
 
   def second_pass(self, filters: int | Sequence[int], seed: int, limit: int = 0
                   ) -> FilterResult:
     """The second pass of `filters` (one index or several), each as if on its own: their images,
-    the history of both halves `[n, (D,) steps + 1]` and the follow half's robustness. `limit`:
-    the most filters one call may take (the main pass's chunk; 0: all of `filters`)."""
+    activation history `[n, (D,) steps + 1]` and robustness. `limit`: the most filters one call
+    may take (the main pass's chunk; 0: all of `filters`)."""
     filters = [int(filters)] if np.ndim(filters) == 0 else [int(f) for f in filters]
     group = self.group or group_size(len(filters), jax.local_device_count(),
                                      limit or len(filters))
-    if self.main.settings.steps < 2:  # no room for a lift
-      return self.engine("follow").run(filters, seed=seed, chunk_size=group)
-    lifted = self.engine("lift").run(filters, seed=seed, chunk_size=group)
-    followed = self.engine("follow").run(filters, seed=seed, chunk_size=group,
-                                         start_images=lifted.images)
-    history = np.concatenate([lifted.activations[..., :-1], followed.activations], axis=-1)
-    return followed._replace(activations=history)
+    return self.engine.run(filters, seed=seed, chunk_size=group)
 
   def revive(self, result: FilterResult, seed: int) -> FilterResult:
     """`result` with each dead image replaced by its second pass's where that one is live;
-    `woken` `[N]` (or `[N, D]`) marks the replaced ones."""
+    `woken` `[N]` (or `[N, D]`) marks the replaced ones. A woken image's activation history is
+    its second pass's, which has fewer steps: right-aligned, NaN before it."""
     dead = dead_images(result)
     woken = np.zeros(dead.shape, bool)
     images, activations = result.images.copy(), result.activations.copy()
@@ -116,8 +116,8 @@ class Waker:
         continue
       woken[row] = better
       images[row] = np.where(_expand(better, images[row]), second.images[k], images[row])
-      activations[row] = np.where(_expand(better, activations[row]), second.activations[k],
-                                  activations[row])
+      history = _right_aligned(second.activations[k], activations.shape[-1])
+      activations[row] = np.where(_expand(better, activations[row]), history, activations[row])
       if robustness is not None:
         robustness[row] = np.where(better, second.robustness[k], robustness[row])
     return FilterResult(result.filters, images, activations, robustness, woken)
@@ -127,3 +127,9 @@ def _expand(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
   """A per-image mask (`()` or `[D]`) broadcast over one filter's array `like`."""
   mask = np.asarray(mask)
   return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+def _right_aligned(history: np.ndarray, length: int) -> np.ndarray:
+  """`history` `[..., n]` padded on the left with NaN to `[..., length]`."""
+  pad = np.full(history.shape[:-1] + (length - history.shape[-1],), np.nan, history.dtype)
+  return np.concatenate([pad, history], axis=-1)

@@ -28,32 +28,33 @@ def main_run(lenet):
 
 
 def test_the_second_pass_changes_the_variables_transforms_and_step_only():
-  cropped = dataclasses.replace(SETTINGS, crop=0.75)
-  for phase, before_relu, steps in (("lift", True, 2), ("follow", False, 2)):
-    woken = wake.wake_settings(cropped, phase)
-    changed = {f.name for f in dataclasses.fields(woken)
-               if getattr(woken, f.name) != getattr(cropped, f.name)}
-    assert changed == {"parameterization", "bounded", "step_size", "jitter", "scale", "rotate",
-                       "crop", "steps"} | ({"before_relu"} if before_relu else set())
-    assert (woken.parameterization, woken.bounded, woken.step_size) == ("pixel", True,
-                                                                        wake.STEP_SIZE)
-    assert woken.jitter == woken.scale == woken.rotate == woken.pad == 0.0
-    assert woken.crop == 1.0
-    assert (woken.before_relu, woken.steps) == (before_relu, steps)
-  odd = dataclasses.replace(SETTINGS, steps=5)
-  assert [wake.wake_settings(odd, p).steps for p in ("lift", "follow")] == [2, 3]
+  main = dataclasses.replace(SETTINGS, crop=0.75, frame=0.05, average=0.5, rescue_slope=0.1)
+  woken = wake.wake_settings(main)
+  changed = {f.name for f in dataclasses.fields(woken)
+             if getattr(woken, f.name) != getattr(main, f.name)}
+  assert changed == {"parameterization", "bounded", "step_size", "jitter", "scale", "rotate",
+                     "frame", "crop", "average", "rescue_slope", "lift", "steps"}
+  assert (woken.parameterization, woken.bounded, woken.step_size) == ("pixel", True,
+                                                                      wake.STEP_SIZE)
+  assert woken.jitter == woken.scale == woken.rotate == woken.pad == woken.frame == 0.0
+  assert (woken.crop, woken.average) == (1.0, 0.0)
+  assert (woken.rescue, woken.rescue_slope, woken.lift) == (True, 0.0, wake.LIFT)
+  assert woken.steps == 2  # half of 4
+  assert wake.wake_settings(dataclasses.replace(SETTINGS, steps=5)).steps == 2
+  assert wake.wake_settings(dataclasses.replace(SETTINGS, steps=1)).steps == 1
 
 
-def test_the_second_pass_lifts_then_follows(main_run):
-  engine, _ = main_run
+def test_a_woken_history_is_the_second_pass_right_aligned(main_run):
+  engine, result = main_run
+  activations = result.activations.copy()
+  activations[1, -1] = 0.0  # filter 1 made to read as dead
   waker = wake.Waker(engine)
+  out = waker.revive(result._replace(activations=activations), seed=0)
   second = waker.second_pass(1, seed=0)
-  lifted = waker.engine("lift").run_chunk([1], seed=0)
-  followed = waker.engine("follow").run_chunk([1], seed=0, start_images=lifted.images)
-  np.testing.assert_array_equal(second.images, followed.images)
-  assert second.activations.shape == (1, SETTINGS.steps + 1)
-  np.testing.assert_array_equal(second.activations[0, :2], lifted.activations[0, :2])
-  np.testing.assert_array_equal(second.activations[0, 2:], followed.activations[0])
+  assert second.activations.shape == (1, 2 + 1)
+  if out.woken[1]:
+    np.testing.assert_array_equal(out.activations[1, :2], np.nan)
+    np.testing.assert_allclose(out.activations[1, 2:], second.activations[0], rtol=1e-5)
 
 
 def test_live_results_pass_through_and_compile_nothing(main_run):
@@ -61,7 +62,7 @@ def test_live_results_pass_through_and_compile_nothing(main_run):
   live = result._replace(activations=np.abs(result.activations) + 1.0)
   waker = wake.Waker(engine)
   out = waker.revive(live, seed=0)
-  assert not waker._engines  # no dead image: the second pass is never built
+  assert waker._engine is None  # no dead image: the second pass is never built
   for name in ("images", "activations", "robustness"):
     np.testing.assert_array_equal(getattr(out, name), getattr(live, name))
   assert not out.woken.any()
@@ -82,7 +83,7 @@ def test_a_dead_filter_gets_its_own_second_pass(main_run):
     assert out.woken[row] == live
     if live:  # the row is exactly the filter's second pass run on its own
       np.testing.assert_allclose(out.images[row], alone[f].images[0], rtol=1e-5, atol=1e-4)
-      np.testing.assert_allclose(out.activations[row], alone[f].activations[0], rtol=1e-5)
+      np.testing.assert_allclose(out.activations[row, 2:], alone[f].activations[0], rtol=1e-5)
       np.testing.assert_allclose(out.robustness[row], alone[f].robustness[0], rtol=1e-5)
   assert out.woken.any(), "at least one of the two should fire in pixels without transforms"
   for row in (0, 3):
