@@ -250,6 +250,21 @@ def takes_windows(spec: ModelSpec, layer: str) -> bool:
   return not any(isinstance(l, L.Flatten) for l in spec.layers[:names.index(layer) + 1])
 
 
+def step_map_shape(spec: ModelSpec, layer: str, settings: AscentSettings, size: int | None = None
+                   ) -> tuple[int, ...]:
+  """`layer`'s output shape for one image as the steps see it: for a `crop` < 1 on a layer that
+  takes windows, the map of a `round(crop · side)`-pixel window; else of the whole image of
+  `size` (None or 0: the model's own)."""
+  h, w, c = spec.input_shape_for(size)
+  if settings.crop >= 1 or not takes_windows(spec, layer):
+    return spec.output_shape(layer, size)
+  window = jax.ShapeDtypeStruct((1, max(1, round(settings.crop * h)),
+                                 max(1, round(settings.crop * w)), c), jnp.float32)
+  out = jax.eval_shape(lambda key, x: spec.module.init_with_output(key, x, upto=layer)[0],
+                       jax.random.key(0), window)
+  return tuple(out.shape[1:])
+
+
 def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int | None = None,
                 objective: objectives.Objective | None = None) -> Ascent:
   """Checks the settings and builds the pieces of one layer's ascent."""

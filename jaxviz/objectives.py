@@ -192,11 +192,14 @@ def _single(term: Term) -> Objective:
 
 # --- unit terms: what a filter is -----------------------------------------------------------
 
-def check_exclude_border(map_shape: tuple[int, ...], border: int, layer: str) -> None:
-  """Refuses an `exclude_border` that leaves nothing of `layer`'s `(h, w, …)` activation map."""
+def check_exclude_border(map_shape: tuple[int, ...], border: int, layer: str,
+                         seen_as: str = "") -> None:
+  """Refuses an `exclude_border` that leaves nothing of `layer`'s `(h, w, …)` activation map;
+  `seen_as` says where that map comes from, for the message (e.g. a crop's window)."""
   if border and len(map_shape) >= 2 and 2 * border >= min(map_shape[:2]):
+    where = f" ({seen_as})" if seen_as else ""
     raise JaxvizError(f"exclude_border={border} leaves nothing of the {map_shape[0]}×"
-                      f"{map_shape[1]} activation map of {layer!r}; use a value below "
+                      f"{map_shape[1]} activation map of {layer!r}{where}; use a value below "
                       f"{(min(map_shape[:2]) + 1) // 2}")
 
 

@@ -106,3 +106,27 @@ def test_the_lift_follows_the_map_before_its_relu_for_its_part_of_the_steps():
   hp = {"lift": jnp.float32(0.25), "rescue_slope": jnp.float32(0.1)}
   slopes = [float(ascent.lifted(a, hp, i)["rescue_slope"]) for i in range(8)]
   assert slopes == pytest.approx([1.0, 1.0] + [0.1] * 6)  # the first quarter: slope 1
+
+
+@pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp"])
+def test_gallery_presets_are_valid_settings(name):
+  from jaxviz.config import load_config
+  config = load_config(name)
+  assert config.preset == name
+  AscentSettings.from_config(config).validate()
+
+
+def test_sharp_is_the_default_with_narrower_transforms():
+  from jaxviz.config import load_config
+  default, sharp = load_config("default").to_dict(), load_config("sharp").to_dict()
+  differ = {k for k in default if default[k] != sharp[k]}
+  assert differ == {"preset", "jitter", "scale", "rotate"}
+  assert all(sharp[k] < default[k] for k in ("jitter", "scale", "rotate"))
+
+
+def test_step_map_shape_is_the_windows_map_where_the_layer_takes_windows():
+  spec = get_spec("lenet")
+  windowed = AscentSettings(crop=0.875)
+  assert ascent.step_map_shape(spec, "conv2d_2", windowed) == (12, 12, 50)  # 24 of 28 pixels
+  assert ascent.step_map_shape(spec, "conv2d_2", AscentSettings()) == (14, 14, 50)
+  assert ascent.step_map_shape(spec, "dense_1", windowed) == (500,)  # after a Flatten

@@ -79,8 +79,10 @@ def test_layers_prints_a_summary(capsys):
     (["--config.stepz=5"], "unknown config key 'stepz'. Did you mean 'steps'"),
     (["--config.steps=many"], "config key 'steps' takes a int"),
     (["--config.step_size=1e999"], "config key 'step_size' is inf; it must be a finite number"),
-    (["--config.exclude_border=7"], "exclude_border=7 leaves nothing of the 14×14 activation "
-     "map of 'conv2d_2'; use a value below 7"),
+    (["--config.exclude_border=6"], "exclude_border=6 leaves nothing of the 12×12 activation "
+     r"map of 'conv2d_2' \(the map of the steps' windows, crop=0.875\); use a value below 6"),
+    (["--config.exclude_border=7", "--config.crop=1.0"], "exclude_border=7 leaves nothing of "
+     "the 14×14 activation map of 'conv2d_2'; use a value below 7"),
     (["--config.weights=/nonexistent/lenet.msgpack"], "does not exist"),
     (["--bogus"], "unrecognized argument '--bogus'"),
     (["--config.margin=100000"], "margin must be 0–64 pixels, got 100000"),

@@ -374,10 +374,11 @@ def test_a_run_failing_before_its_first_chunk_removes_its_manifest(tmp_path, wei
 def test_a_bad_exclude_border_is_refused_before_anything_is_written(tmp_path, weights, capsys):
   assert run_cli(tmp_path / "w", weights, "--config.exclude_border=100") == 2
   err = capsys.readouterr().err
-  assert "exclude_border=100 leaves nothing of the 14×14 activation map of 'conv2d_2'" in err
-  assert "use a value below 7" in err
+  # The default's steps see windows of 24 of the 28 pixels: a 12×12 map, not 14×14.
+  assert "exclude_border=100 leaves nothing of the 12×12 activation map of 'conv2d_2'" in err
+  assert "crop=0.875" in err and "use a value below 6" in err
   assert not (tmp_path / "w").exists()
-  assert run_cli(tmp_path / "w", weights, "--config.exclude_border=6") == 0
+  assert run_cli(tmp_path / "w", weights, "--config.exclude_border=5") == 0
 
 
 # --- one run at a time ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxviz import chunking, distributed, gallery, objectives
+from jaxviz import ascent, chunking, distributed, gallery, objectives
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
 from jaxviz.eta import WorkClock
@@ -97,8 +97,11 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   for layer in names:
     filters = parse_indices(config.filters, objectives.num_filters(spec, layer))
     chunk_size = chunk_size_for(config, spec, layer, len(filters))  # e.g. over the budget
-    objectives.check_exclude_border(spec.output_shape(layer, config.size), layer=layer,
-                                    border=config.get("exclude_border", 0))
+    windowed = settings.crop < 1 and ascent.takes_windows(spec, layer)
+    objectives.check_exclude_border(
+        ascent.step_map_shape(spec, layer, settings, config.size), layer=layer,
+        border=config.get("exclude_border", 0),
+        seen_as=f"the map of the steps' windows, crop={settings.crop}" if windowed else "")
     layers.append(LayerRequest(layer, tuple(filters), chunk_size))
   gallery.check_layout(config.max_tiles, config.margin)
   return GalleryRequest(spec, settings, config.size or None, config.seed, tuple(layers))
