@@ -46,8 +46,9 @@ COSINE_FLOOR = 0.1  # a cosine schedule ends at this fraction of the step size
 MAX_STEPS = 100_000
 
 HYPERPARAMETERS = ("step_size", "decay", "blur_sigma", "clip_norm_percentile",
-                   "clip_contribution_percentile", "jitter", "scale", "rotate", "frame", "l1_weight",
-                   "l2_weight", "tv_weight", "diversity_weight", "rescue_slope", "lift", "average")
+                   "clip_contribution_percentile", "jitter", "scale", "rotate", "frame",
+                   "l1_weight", "l2_weight", "tv_weight", "diversity_weight", "rescue_slope",
+                   "lift", "average")
 
 # Hyperparameters whose piece is in every program, so that any value, 0 included, needs no
 # other engine (the rest are compiled only when the engine has them above 0).
