@@ -251,16 +251,22 @@ def takes_windows(spec: ModelSpec, layer: str) -> bool:
   return not any(isinstance(l, L.Flatten) for l in spec.layers[:names.index(layer) + 1])
 
 
+def step_crop(spec: ModelSpec, layer: str, settings: AscentSettings) -> float:
+  """The crop fraction the steps use for `layer`: `settings.crop` where the layer takes
+  windows, else 1 (the whole image)."""
+  return settings.crop if takes_windows(spec, layer) else 1.0
+
+
 def step_map_shape(spec: ModelSpec, layer: str, settings: AscentSettings, size: int | None = None
                    ) -> tuple[int, ...]:
-  """`layer`'s output shape for one image as the steps see it: for a `crop` < 1 on a layer that
-  takes windows, the map of a `round(crop · side)`-pixel window; else of the whole image of
-  `size` (None or 0: the model's own)."""
+  """`layer`'s output shape for one image as the steps see it: for a `step_crop` < 1, the map
+  of the crop's window; else of the whole image of `size` (None or 0: the model's own)."""
   h, w, c = spec.input_shape_for(size)
-  if settings.crop >= 1 or not takes_windows(spec, layer):
+  fraction = step_crop(spec, layer, settings)
+  if fraction >= 1:
     return spec.output_shape(layer, size)
-  window = jax.ShapeDtypeStruct((1, max(1, round(settings.crop * h)),
-                                 max(1, round(settings.crop * w)), c), jnp.float32)
+  window = jax.ShapeDtypeStruct((1, transforms.window_side(fraction, h),
+                                 transforms.window_side(fraction, w), c), jnp.float32)
   out = jax.eval_shape(lambda key, x: spec.module.init_with_output(key, x, upto=layer)[0],
                        jax.random.key(0), window)
   return tuple(out.shape[1:])
@@ -278,8 +284,8 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
                                 init_noise=s.init_noise, bounded=s.bounded,
                                 decay_power=s.decay_power_start if ramp else s.decay_power,
                                 decorrelate=s.decorrelate)
-  crop = s.crop if takes_windows(spec, layer) else 1.0
-  chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0, crop, s.frame > 0)
+  chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0,
+                          step_crop(spec, layer, s), s.frame > 0)
   regularize = regularizers.make_regularizer(
       decay_on=s.decay > 0, blur_on=s.blur_sigma > 0, blur_every=s.blur_every,
       clip_norm_on=s.clip_norm_percentile > 0,

@@ -51,12 +51,17 @@ def pad(fraction: float) -> Transform:
   return Transform("pad", apply=apply)
 
 
+def window_side(fraction: float, side: int) -> int:
+  """The side of `crop(fraction)`'s window on an image side of `side` pixels (at least 1)."""
+  return max(1, int(round(fraction * side)))
+
+
 def crop(fraction: float) -> Transform:
-  """A window of `round(fraction · H) × round(fraction · W)` pixels at a random position, whole
-  pixels, nothing resampled."""
+  """A window of `window_side(fraction, H) × window_side(fraction, W)` pixels at a random
+  position, whole pixels, nothing resampled."""
   def apply(key, image, hp):
     h, w, c = image.shape
-    ch, cw = max(1, int(round(fraction * h))), max(1, int(round(fraction * w)))
+    ch, cw = window_side(fraction, h), window_side(fraction, w)
     row_key, col_key = jax.random.split(key)
     row = jax.random.randint(row_key, (), 0, h - ch + 1)
     col = jax.random.randint(col_key, (), 0, w - cw + 1)

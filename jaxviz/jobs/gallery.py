@@ -97,7 +97,7 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   for layer in names:
     filters = parse_indices(config.filters, objectives.num_filters(spec, layer))
     chunk_size = chunk_size_for(config, spec, layer, len(filters))  # e.g. over the budget
-    windowed = settings.crop < 1 and ascent.takes_windows(spec, layer)
+    windowed = ascent.step_crop(spec, layer, settings) < 1
     objectives.check_exclude_border(
         ascent.step_map_shape(spec, layer, settings, config.size), layer=layer,
         border=config.get("exclude_border", 0),
