@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.rotate = 0.0             # random rotation up to this many degrees
   c.frame = 0.0              # a neutral frame of this fraction of the side, view resized back
   c.crop = 1.0               # each step sees a random window of this fraction of the side
+  c.crop_first = False       # cut that window before the other transforms (they move its content)
   # Regularizers on pixel variables (0 turns each off), after Yosinski et al. 2015.
   c.decay = 0.0              # L2 decay: variables *= 1 - decay after each step
   c.blur_sigma = 0.0         # Gaussian blur of this sigma (pixels) ...

@@ -90,6 +90,7 @@ class AscentSettings:
   scale: float = 0.0
   rotate: float = 0.0
   crop: float = 1.0
+  crop_first: bool = False
   frame: float = 0.0
   l1_weight: float = 0.0
   l2_weight: float = 0.0
@@ -285,7 +286,7 @@ def make_ascent(spec: ModelSpec, layer: str, settings: AscentSettings, size: int
                                 decay_power=s.decay_power_start if ramp else s.decay_power,
                                 decorrelate=s.decorrelate)
   chain = transforms.make(s.pad, s.jitter > 0, s.scale > 0, s.rotate > 0,
-                          step_crop(spec, layer, s), s.frame > 0)
+                          step_crop(spec, layer, s), s.frame > 0, s.crop_first)
   regularize = regularizers.make_regularizer(
       decay_on=s.decay > 0, blur_on=s.blur_sigma > 0, blur_every=s.blur_every,
       clip_norm_on=s.clip_norm_percentile > 0,

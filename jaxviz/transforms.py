@@ -168,17 +168,23 @@ def compose(transforms: Sequence[Transform]) -> Callable[[jax.Array, jax.Array, 
 
 
 def make(pad_fraction: float = 0.0, jitter_on: bool = False, scale_on: bool = False,
-         rotate_on: bool = False, crop_fraction: float = 1.0, frame_on: bool = False
-         ) -> list[Transform]:
+         rotate_on: bool = False, crop_fraction: float = 1.0, frame_on: bool = False,
+         crop_first: bool = False) -> list[Transform]:
   """Lucid's order: pad, jitter, scale, rotate; each present only when switched on. Then the
-  frame, when `frame_on`, and the crop, when `crop_fraction` < 1."""
-  chain = [pad(pad_fraction)] if pad_fraction > 0 else []
+  frame, when `frame_on`, and the crop, when `crop_fraction` < 1.
+
+  `crop_first` cuts the window before everything else instead: the other transforms then move
+  the window's own content, so the neutral value enters at the view's edges, as it does under
+  the held-out transforms, and the image's content meets the network's zero padding only where
+  a zoom pushes it past the edge."""
+  window = [crop(crop_fraction)] if crop_fraction < 1 else []
+  chain = list(window) if crop_first else []
+  chain += [pad(pad_fraction)] if pad_fraction > 0 else []
   chain += [jitter()] if jitter_on else []
   chain += [scale()] if scale_on else []
   chain += [rotate()] if rotate_on else []
   chain += [frame()] if frame_on else []
-  chain += [crop(crop_fraction)] if crop_fraction < 1 else []
-  return chain
+  return chain if crop_first else chain + window
 
 
 # The held-out transforms `robustness` is measured under (never used by the optimization's own

@@ -206,6 +206,7 @@ LUCID_LIKE = dict(parameterization="fourier", optimizer="adam", step_size=0.05,
     dict(steps=3, bounded=True, optimizer="adam", step_size=5.0, tv_weight=0.5, l1_weight=0.1),
     dict(steps=3, jitter=0.1, objective="neuron", before_relu=True),
     dict(LUCID_LIKE, crop=0.75),
+    dict(LUCID_LIKE, crop=0.75, crop_first=True, frame=0.05),
     dict(LUCID_LIKE, frame=0.05, rescue_slope=0.1, lift=0.5, average=0.5),
 ])
 def test_every_parameterization_keeps_the_contract_on_rgb(small_vgg, kwargs):

@@ -92,6 +92,26 @@ def test_crop_is_a_window_of_the_image_at_a_random_place():
   assert T.make(crop_fraction=1.0) == []
 
 
+def test_crop_first_cuts_the_window_before_the_shift_moves_it():
+  image = jax.random.uniform(jax.random.key(8), (6, 6, 2))
+  values = hp(jitter=0.25)  # a limit of one pixel on the window's side of 4
+  first = T.make(jitter_on=True, crop_fraction=4 / 6, crop_first=True)
+  last = T.make(jitter_on=True, crop_fraction=4 / 6)
+  assert [t.name for t in first] == ["crop", "jitter"]
+  assert [t.name for t in last] == ["jitter", "crop"]
+  moved = 0
+  for seed in range(12):
+    key = jax.random.key(seed)
+    window_key, shift_key = jax.random.split(key, 2)  # compose's draws, in the chain's order
+    window = T.crop(4 / 6).apply(window_key, image, values)
+    expected = T.sample_affine(window, T.jitter().affine(shift_key, values, (4, 4)))
+    out = T.compose(first)(key, image, values)
+    assert out.shape == (4, 4, 2)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    moved += not np.allclose(out, window)
+  assert moved > 0  # some draws shift the window's content (and bring the neutral 0 in)
+
+
 def test_affine_chain_is_sampled_once_and_ranges_are_traced():
   image = jax.random.uniform(jax.random.key(2), (16, 16, 3))
   chain = T.compose(T.make(0.0, True, True, True))
