@@ -3,8 +3,10 @@
 `robustness` in filters.json is the activation under 16 held-out draws of shift, zoom and
 rotation together, over the activation of the image as it is. This script takes a finished
 gallery folder and reports, per filter, the same ratio under each part alone (the same draws
-of that part), the half-pixel shift (pure bilinear blur), and the mean fraction of the image
-that stays in the frame (what the neutral border replaces is lost to any full-frame texture):
+of that part), the half-pixel shift (pure bilinear blur), the image with its outer 3 % of the
+side made neutral ("edge band": how much of the activation the content at the very border
+carries, where it meets the network's zero padding), and the mean fraction of the image that
+stays in the frame (what the neutral border replaces is lost to any full-frame texture):
 
     python scripts/robustness_parts.py runs/b5/block5_conv1 --min-activation 20
     python scripts/robustness_parts.py runs/b5/block5_conv1 --pixels runs/lucent/pixels_512.npy
@@ -34,6 +36,9 @@ from jaxviz import ascent, transforms
 from jaxviz.errors import JaxvizError
 from jaxviz.jobs.score import read_pixels
 from jaxviz.loading import load_model
+
+
+EDGE_BAND = 0.03  # "edge band": the outer 3 % of the side (4 pixels at 128) set to neutral
 
 
 def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarray,
@@ -67,6 +72,10 @@ def ratios(model, settings: ascent.AscentSettings, layer: str, images: np.ndarra
   half = jnp.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
   out["half pixel"] = np.array([float(activation(transforms.sample_affine(x[i], half)[None],
                                                  u)[0]) for i, u in enumerate(units)]) / plain
+  band = max(1, round(EDGE_BAND * images.shape[1]))
+  inside = jnp.zeros(images.shape[1:3] + (1,)).at[band:-band, band:-band].set(1.0)
+  out["edge band"] = np.array([float(activation((x[i] * inside)[None], u)[0])
+                               for i, u in enumerate(units)]) / plain
   ones = jnp.ones(images.shape[1:3] + (1,))
   out["area kept"] = np.full(len(filters), np.mean(
       [float(jnp.mean(all_three(jax.random.fold_in(base_key, i), ones))) for i in range(samples)]))
@@ -126,7 +135,7 @@ def main() -> int:
   keep = [i for i, ok in zip(keep, live) if ok]
   got = {name: values[live] for name, values in got.items()}
   columns = ["activation", "reported", "all three", "shift", "scale", "rotate", "half pixel",
-             "area kept"]
+             "edge band", "area kept"]
   print("| filter | " + " | ".join(columns) + " |")
   print("|--:|" + "--:|" * len(columns))
   for row, i in enumerate(keep):
