@@ -178,13 +178,12 @@ def make(pad_fraction: float = 0.0, jitter_on: bool = False, scale_on: bool = Fa
   the held-out transforms, and the image's content meets the network's zero padding only where
   a zoom pushes it past the edge."""
   window = [crop(crop_fraction)] if crop_fraction < 1 else []
-  chain = list(window) if crop_first else []
-  chain += [pad(pad_fraction)] if pad_fraction > 0 else []
-  chain += [jitter()] if jitter_on else []
-  chain += [scale()] if scale_on else []
-  chain += [rotate()] if rotate_on else []
-  chain += [frame()] if frame_on else []
-  return chain if crop_first else chain + window
+  moves = [pad(pad_fraction)] if pad_fraction > 0 else []
+  moves += [jitter()] if jitter_on else []
+  moves += [scale()] if scale_on else []
+  moves += [rotate()] if rotate_on else []
+  moves += [frame()] if frame_on else []
+  return window + moves if crop_first else moves + window
 
 
 # The held-out transforms `robustness` is measured under (never used by the optimization's own
