@@ -4,18 +4,21 @@ setting tuned per model. Every default job config builds on it.
 A decorrelated Fourier image squashed into the valid pixel range (Lucid's parameterization,
 its spectrum's slope rising from Lucid's 1.0 to a steeper 1.75 over the first half of the
 steps: fine patterns get a start before the coarse ones dominate). Before each forward pass,
-drawn per image and step: shifts (±12 % of the side), zooms (±25 %) and rotations (±25°),
-wider than the held-out ones robustness is measured under, so the pictures keep working when
-moved; a thin neutral frame (3 % of the side, the view resized back, as Lucent's pad at a fixed
-size); and a random window of 7/8 of the side, which makes a step cheaper. Adam on the
-spectrum, 128 steps (a quarter of Lucid's, each twice as large); the final image is a running
-average of the spectrum over the steps. The post-ReLU channel mean with ReLU rescue through a
-leaky ReLU (slope 0.1), so a unit that fires only under some transforms keeps a gradient.
+drawn per image and step: a random window of 7/8 of the side (a step costs about 0.77 of one on
+the whole image), then shifts (±8 % of the side), zooms (±15 %) and rotations (±15°) of that
+window, and a thin neutral frame (3 % of the side, the view resized back, as Lucent's pad at a
+fixed size). Cutting the window first means grey enters at the view's edges, as under the
+held-out transforms robustness is measured with, instead of content cut off against the
+network's zero padding. Adam on the spectrum, 128 steps (a quarter of Lucid's, each twice as
+large); the final image is a running average of the spectrum over the steps. The post-ReLU
+channel mean with ReLU rescue through a leaky ReLU (slope 0.1), so a unit that fires only under
+some transforms keeps a gradient.
 
 A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective in bounded
 pixels without transforms; where that fires, its image is kept and marked "woken".
 
-The `sharp` preset is the same with narrower transforms: higher activations, lower robustness.
+`sharp` cuts the window after the other transforms: higher activations, lower robustness.
+`wide` (the default before `crop_first`, until 2026-12-06) does too, with wider transforms.
 
     jaxviz gallery --config default --workdir runs/default                 # LeNet conv2d_2
     jaxviz gallery --config default --workdir runs/b5 --config.model=vgg16 \\
@@ -36,11 +39,12 @@ def get_config():
   c.step_size = 0.1
   c.normalize_grad = False
   c.steps = 128
-  c.jitter = 0.12
-  c.scale = 0.25
-  c.rotate = 25.0
-  c.frame = 0.03
   c.crop = 0.875
+  c.crop_first = True        # the window first, then the transforms move its content
+  c.jitter = 0.08
+  c.scale = 0.15
+  c.rotate = 15.0
+  c.frame = 0.03
   c.average = 0.9
   c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer
   c.rescue = True            # ReLU rescue: ...

@@ -108,7 +108,7 @@ def test_the_lift_follows_the_map_before_its_relu_for_its_part_of_the_steps():
   assert slopes == pytest.approx([1.0, 1.0] + [0.1] * 6)  # the first quarter: slope 1
 
 
-@pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp"])
+@pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp", "wide"])
 def test_gallery_presets_are_valid_settings(name):
   from jaxviz.config import load_config
   config = load_config(name)
@@ -116,12 +116,18 @@ def test_gallery_presets_are_valid_settings(name):
   AscentSettings.from_config(config).validate()
 
 
-def test_sharp_is_the_default_with_narrower_transforms():
+def test_sharp_is_the_default_with_its_window_cut_last():
   from jaxviz.config import load_config
   default, sharp = load_config("default").to_dict(), load_config("sharp").to_dict()
-  differ = {k for k in default if default[k] != sharp[k]}
-  assert differ == {"preset", "jitter", "scale", "rotate"}
-  assert all(sharp[k] < default[k] for k in ("jitter", "scale", "rotate"))
+  assert {k for k in default if default[k] != sharp[k]} == {"preset", "crop_first"}
+  assert default["crop_first"] and not sharp["crop_first"]
+
+
+def test_wide_is_sharp_with_wider_transforms():
+  from jaxviz.config import load_config
+  sharp, wide = load_config("sharp").to_dict(), load_config("wide").to_dict()
+  assert {k for k in sharp if sharp[k] != wide[k]} == {"preset", "jitter", "scale", "rotate"}
+  assert all(wide[k] > sharp[k] for k in ("jitter", "scale", "rotate"))
 
 
 def test_step_map_shape_is_the_windows_map_where_the_layer_takes_windows():
