@@ -108,7 +108,8 @@ def test_the_lift_follows_the_map_before_its_relu_for_its_part_of_the_steps():
   assert slopes == pytest.approx([1.0, 1.0] + [0.1] * 6)  # the first quarter: slope 1
 
 
-@pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp", "wide"])
+@pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp", "wide",
+                                  "robust"])
 def test_gallery_presets_are_valid_settings(name):
   from jaxviz.config import load_config
   config = load_config(name)
@@ -121,6 +122,13 @@ def test_sharp_is_the_default_with_its_window_cut_last():
   default, sharp = load_config("default").to_dict(), load_config("sharp").to_dict()
   assert {k for k in default if default[k] != sharp[k]} == {"preset", "crop_first"}
   assert default["crop_first"] and not sharp["crop_first"]
+
+
+def test_robust_is_the_default_with_wider_zooms_and_rotations():
+  from jaxviz.config import load_config
+  default, robust = load_config("default").to_dict(), load_config("robust").to_dict()
+  assert {k for k in default if default[k] != robust[k]} == {"preset", "scale", "rotate"}
+  assert all(robust[k] > default[k] for k in ("scale", "rotate"))
 
 
 def test_wide_is_sharp_with_wider_transforms():
