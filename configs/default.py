@@ -5,7 +5,7 @@ A decorrelated Fourier image squashed into the valid pixel range (Lucid's parame
 its spectrum's slope rising from Lucid's 1.0 to a steeper 1.75 over the first half of the
 steps: fine patterns get a start before the coarse ones dominate). Before each forward pass,
 drawn per image and step: a random window of 7/8 of the side (a step costs about 0.77 of one on
-the whole image), then shifts (±8 % of the side), zooms (±15 %) and rotations (±15°) of that
+the whole image), then shifts (±8 % of the side), zooms (±25 %) and rotations (±25°) of that
 window, and a thin neutral frame (3 % of the side, the view resized back, as Lucent's pad at a
 fixed size). Cutting the window first means grey enters at the view's edges, as under the
 held-out transforms robustness is measured with, instead of content cut off against the
@@ -17,8 +17,10 @@ some transforms keeps a gradient.
 A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective in bounded
 pixels without transforms; where that fires, its image is kept and marked "woken".
 
-`sharp` cuts the window after the other transforms: higher activations, lower robustness.
-`wide` (the default before `crop_first`, until 2026-12-06) does too, with wider transforms.
+The zooms and rotations are wide for robustness: on VGG16's whole `block5_conv1` the median
+robustness is 0.902 with them and 0.877 with ±15 %/±15°, which costs about a sixth of the
+activation (the preset `strong`). `sharp` is `strong` with the window cut after the other
+transforms; `wide` (the default until 2026-12-06) is `sharp` with wider transforms.
 
     jaxviz gallery --config default --workdir runs/default                 # LeNet conv2d_2
     jaxviz gallery --config default --workdir runs/b5 --config.model=vgg16 \\
@@ -42,8 +44,8 @@ def get_config():
   c.crop = 0.875
   c.crop_first = True        # the window first, then the transforms move its content
   c.jitter = 0.08
-  c.scale = 0.15
-  c.rotate = 15.0
+  c.scale = 0.25
+  c.rotate = 25.0
   c.frame = 0.03
   c.average = 0.9
   c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer

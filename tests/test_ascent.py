@@ -109,7 +109,7 @@ def test_the_lift_follows_the_map_before_its_relu_for_its_part_of_the_steps():
 
 
 @pytest.mark.parametrize("name", ["seed", "yosinski", "lucid", "default", "sharp", "wide",
-                                  "robust"])
+                                  "strong"])
 def test_gallery_presets_are_valid_settings(name):
   from jaxviz.config import load_config
   config = load_config(name)
@@ -117,18 +117,18 @@ def test_gallery_presets_are_valid_settings(name):
   AscentSettings.from_config(config).validate()
 
 
-def test_sharp_is_the_default_with_its_window_cut_last():
+def test_strong_is_the_default_with_narrower_zooms_and_rotations():
   from jaxviz.config import load_config
-  default, sharp = load_config("default").to_dict(), load_config("sharp").to_dict()
-  assert {k for k in default if default[k] != sharp[k]} == {"preset", "crop_first"}
-  assert default["crop_first"] and not sharp["crop_first"]
+  default, strong = load_config("default").to_dict(), load_config("strong").to_dict()
+  assert {k for k in default if default[k] != strong[k]} == {"preset", "scale", "rotate"}
+  assert all(strong[k] < default[k] for k in ("scale", "rotate"))
 
 
-def test_robust_is_the_default_with_wider_zooms_and_rotations():
+def test_sharp_is_strong_with_its_window_cut_last():
   from jaxviz.config import load_config
-  default, robust = load_config("default").to_dict(), load_config("robust").to_dict()
-  assert {k for k in default if default[k] != robust[k]} == {"preset", "scale", "rotate"}
-  assert all(robust[k] > default[k] for k in ("scale", "rotate"))
+  strong, sharp = load_config("strong").to_dict(), load_config("sharp").to_dict()
+  assert {k for k in strong if strong[k] != sharp[k]} == {"preset", "crop_first"}
+  assert strong["crop_first"] and not sharp["crop_first"]
 
 
 def test_wide_is_sharp_with_wider_transforms():
