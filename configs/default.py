@@ -14,8 +14,9 @@ large); the final image is a running average of the spectrum over the steps. The
 channel mean with ReLU rescue through a leaky ReLU (slope 0.1), so a unit that fires only under
 some transforms keeps a gradient.
 
-A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective in bounded
-pixels without transforms; where that fires, its image is kept and marked "woken".
+A filter that ends dead gets a second pass (`jaxviz.wake`): the same objective without
+transforms, in the spectrum, then in bounded pixels for those still dead; where one fires, its
+image is kept and marked "woken".
 
 The zooms and rotations are wide for robustness: on VGG16's whole `block5_conv1` the median
 robustness is 0.902 with them and 0.877 with ±15 %/±15°, which costs about a sixth of the
@@ -51,5 +52,6 @@ def get_config():
   c.follow_relu = True       # the post-ReLU map, whether the ReLU is fused or the next layer
   c.rescue = True            # ReLU rescue: ...
   c.rescue_slope = 0.1       # ... a leaky ReLU below zero
-  c.wake = True              # a filter still dead at the end gets a pass in pixels, no transforms
+  c.wake = True              # a filter still dead at the end gets a pass without transforms ...
+  c.wake_passes = "fourier,pixel"  # ... in the spectrum, then in pixels for those still dead
   return c

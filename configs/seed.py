@@ -75,8 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.clip_contribution_percentile = 0.0  # zero pixels whose |x·grad| is below this percentile
   # Quality.
   c.robustness_samples = 16  # held-out random transforms the robustness is measured under
-  c.wake = False             # gallery: rerun each dead filter in bounded pixels without transforms,
-                             # keeping the result where it fires (marked "woken"; jaxviz/wake.py)
+  c.wake = False             # gallery: rerun each dead filter without transforms, keeping the
+                             # result where it fires (marked "woken"; jaxviz/wake.py) ...
+  c.wake_passes = "pixel"    # ... in each of these parameterizations in turn (fourier, pixel)
   # The engine.
   c.chunk_size = 0           # filters per compiled batch; 0 = chosen from the memory budget
   c.memory_budget_mb = 0     # for chunk_size 0: 0 = half the available RAM, 80 % of GPU memory

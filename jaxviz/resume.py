@@ -65,7 +65,7 @@ def sha256_text(text: str) -> str:
 # saved before it existed did: such a run resumes under that value, and only under that value.
 ADDED_KEYS = {"wake": False, "decay_power_start": 1.0, "decay_ramp": 0.0, "crop": 1.0,
               "frame": 0.0, "rescue_slope": 0.0, "average": 0.0, "lift": 0.0,
-              "crop_first": False}
+              "crop_first": False, "wake_passes": "pixel"}
 
 
 def config_record(config) -> dict:

@@ -117,6 +117,14 @@ def test_gallery_presets_are_valid_settings(name):
   AscentSettings.from_config(config).validate()
 
 
+def test_the_default_wakes_dead_filters_in_the_spectrum_then_in_pixels():
+  from jaxviz import wake
+  from jaxviz.config import load_config
+  default, seed = load_config("default"), load_config("seed")
+  assert default.wake and wake.parse_passes(default.wake_passes) == ("fourier", "pixel")
+  assert not seed.wake and wake.parse_passes(seed.wake_passes) == wake.PASSES == ("pixel",)
+
+
 def test_strong_is_the_default_with_narrower_zooms_and_rotations():
   from jaxviz.config import load_config
   default, strong = load_config("default").to_dict(), load_config("strong").to_dict()

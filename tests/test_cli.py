@@ -87,6 +87,9 @@ def test_layers_prints_a_summary(capsys):
     (["--bogus"], "unrecognized argument '--bogus'"),
     (["--config.margin=100000"], "margin must be 0–64 pixels, got 100000"),
     (["--config.optimizer=lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["--config.wake_passes=fourier,pixels"], "wake_passes must name each of pixel, fourier at "
+     "most once, in the order the second pass tries them, e.g. 'fourier,pixel'; got "
+     "'fourier,pixels'"),
     (["--config.seed=-1"], "seed must be a whole number in 0 … 4294967295, got -1"),
     (["--config.steps=100000000"], "steps must be in 1..100000"),
     (["--config.max_tiles=-1"], "max_tiles must be ≥ 0"),

@@ -138,6 +138,9 @@ def test_a_run_saved_before_a_key_existed_resumes_under_the_value_that_reproduce
     RunState(tmp_path).check_config(config(crop=0.875))
   with pytest.raises(JaxvizError, match=r"wake: False → True"):
     RunState(tmp_path).check_config(config(wake=True))
+  assert RunState(tmp_path).check_config(config(wake_passes="pixel")) is True
+  with pytest.raises(JaxvizError, match=r"wake_passes: 'pixel' → 'fourier,pixel'"):
+    RunState(tmp_path).check_config(config(wake_passes="fourier,pixel"))
   with pytest.raises(JaxvizError, match=r"other: '<absent>' → 1"):  # not a key added later
     RunState(tmp_path).check_config(config(other=1))
 

@@ -6,6 +6,7 @@ import pytest
 
 from jaxviz import wake
 from jaxviz.engine import AscentSettings, FilterEngine
+from jaxviz.errors import JaxvizError
 from jaxviz.models import Model, get_spec
 from jaxviz.resume import chunk_bytes, chunk_shapes, read_chunk
 
@@ -44,6 +45,29 @@ def test_the_second_pass_changes_the_variables_transforms_and_step_only():
   assert wake.wake_settings(dataclasses.replace(SETTINGS, steps=1)).steps == 1
 
 
+def test_the_spectral_pass_keeps_the_main_spectrum_and_drops_the_transforms():
+  main = dataclasses.replace(SETTINGS, crop=0.75, frame=0.05, average=0.5, rescue_slope=0.1,
+                             decay_power_start=1.0, decay_power=1.75, decay_ramp=0.5)
+  spectral = wake.wake_settings(main, "fourier")
+  assert dataclasses.replace(spectral, parameterization="pixel") == wake.wake_settings(main)
+  assert (spectral.parameterization, spectral.decay_power_start, spectral.decay_power,
+          spectral.decay_ramp, spectral.decorrelate) == ("fourier", 1.0, 1.75, 0.5, True)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("pixel", ("pixel",)), ("fourier,pixel", ("fourier", "pixel")),
+    (" fourier , pixel ", ("fourier", "pixel")), ("pixel,fourier", ("pixel", "fourier"))])
+def test_parse_passes(text, expected):
+  assert wake.parse_passes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", " , ", "fourier,fourier", "pixels", "fourier,phase"])
+def test_parse_passes_names_the_valid_ones(text):
+  with pytest.raises(JaxvizError, match=r"wake_passes must name each of pixel, fourier at most "
+                                        r"once.*e\.g\. 'fourier,pixel'"):
+    wake.parse_passes(text)
+
+
 def test_a_woken_history_is_the_second_pass_right_aligned(main_run):
   engine, result = main_run
   activations = result.activations.copy()
@@ -62,7 +86,7 @@ def test_live_results_pass_through_and_compile_nothing(main_run):
   live = result._replace(activations=np.abs(result.activations) + 1.0)
   waker = wake.Waker(engine)
   out = waker.revive(live, seed=0)
-  assert waker._engine is None  # no dead image: the second pass is never built
+  assert not waker._engines  # no dead image: the second pass is never built
   for name in ("images", "activations", "robustness"):
     np.testing.assert_array_equal(getattr(out, name), getattr(live, name))
   assert not out.woken.any()
@@ -105,6 +129,45 @@ def test_a_group_of_dead_filters_equals_each_on_its_own(main_run):
     np.testing.assert_allclose(grouped.activations[row], alone.activations[0], rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_allclose(grouped.robustness[row], alone.robustness[0], rtol=1e-5)
+
+
+def test_each_pass_takes_the_filters_the_passes_before_it_left_dead(main_run):
+  # Spectrum, then pixels: a filter the spectral pass wakes keeps that image and never reaches
+  # the pixel pass; one it leaves dead gets the pixel pass, exactly as on its own.
+  engine, result = main_run
+  activations = result.activations.copy()
+  activations[:, -1] = np.maximum(activations[:, -1], 1e-3)
+  activations[1, -1] = activations[2, -1] = 0.0
+  marked = result._replace(activations=activations)
+  chain = wake.Waker(engine, group=1, passes=("fourier", "pixel"))
+  spectral = {f: chain.second_pass(f, seed=0, parameterization="fourier") for f in (1, 2)}
+  pixel = {f: chain.second_pass(f, seed=0, parameterization="pixel") for f in (1, 2)}
+  # Filter 1 made to read as dead after the spectral pass (its final activation zeroed in
+  # that pass's real result), so that it goes on to the pixel pass.
+  calls = []
+  original = chain.second_pass
+
+  def second_pass(filters, seed, limit=0, parameterization=None):
+    calls.append((parameterization, [int(f) for f in filters]))
+    out = original(filters, seed, limit, parameterization)
+    if parameterization == "fourier":
+      activations = out.activations.copy()
+      activations[[k for k, f in enumerate(filters) if f == 1], -1] = 0.0
+      out = out._replace(activations=activations)
+    return out
+
+  chain.second_pass = second_pass
+  out = chain.revive(marked, seed=0)
+  assert calls == [("fourier", [1, 2]), ("pixel", [1])]
+  assert set(chain._engines) == {"fourier", "pixel"}
+  assert chain.engine("fourier").settings.parameterization == "fourier"
+  assert spectral[2].activations[0, -1] > 0 and pixel[1].activations[0, -1] > 0
+  assert out.woken[1] and out.woken[2]
+  np.testing.assert_allclose(out.images[2], spectral[2].images[0], rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(out.images[1], pixel[1].images[0], rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(out.activations[1, 2:], pixel[1].activations[0], rtol=1e-5)
+  for row in (0, 3):
+    np.testing.assert_array_equal(out.images[row], marked.images[row])
 
 
 def test_the_woken_marks_survive_a_resume_file(tmp_path, main_run):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
-from jaxviz import ascent, chunking, distributed, gallery, objectives
+from jaxviz import ascent, chunking, distributed, gallery, objectives, wake
 from jaxviz.engine import AscentSettings, FilterEngine, FilterResult
 from jaxviz.errors import JaxvizError
 from jaxviz.eta import WorkClock
@@ -30,7 +30,6 @@ from jaxviz.progress import SILENT, Progress
 from jaxviz.provision import load_or_train
 from jaxviz.ranges import parse_indices, split_names
 from jaxviz.resume import RunState, config_record, canonical_json, weights_digest
-from jaxviz.wake import Waker
 
 OUTPUT_FILES = ("gallery.png", "filters.json", "images.npy", "activations.npy", "config.json")
 
@@ -93,6 +92,8 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   settings = AscentSettings.from_config(config)
   settings.validate()
   check_seed(config.seed)
+  if config.get("wake", False):
+    wake.parse_passes(config.get("wake_passes", "pixel"))
   layers = []
   for layer in names:
     filters = parse_indices(config.filters, objectives.num_filters(spec, layer))
@@ -171,7 +172,8 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
   """
   layer, indices = wanted.layer, list(wanted.filters)
   engine = FilterEngine(model, layer, request.settings, request.size)
-  waker = Waker(engine) if config.get("wake", False) else None
+  waker = (wake.Waker(engine, passes=wake.parse_passes(config.get("wake_passes", "pixel")))
+           if config.get("wake", False) else None)
   folder = state.workdir / layer
 
   def begin():
