@@ -131,7 +131,7 @@ class Waker:
     """`result` with each dead image replaced by the first pass of `passes` that makes it fire;
     `woken` `[N]` (or `[N, D]`) marks the replaced ones. A woken image's activation history is
     its pass's, which has fewer steps: right-aligned, NaN before it."""
-    woken = np.zeros(dead_images(result).shape, bool)
+    woken = np.zeros(result.activations.shape[:-1], bool)
     images, activations = result.images.copy(), result.activations.copy()
     robustness = None if result.robustness is None else result.robustness.copy()
     for parameterization in self.passes:

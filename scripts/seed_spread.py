@@ -17,7 +17,6 @@ The host is split into one device per core first, as `jaxviz gallery` does.
 """
 
 import argparse
-import ast
 import time
 
 import numpy as np
@@ -39,17 +38,14 @@ def main() -> None:
   args = parser.parse_args()
   host_devices.split_cpu()
 
-  from jaxviz.config import load_config
+  from jaxviz.config import load_config, parse_value
   from jaxviz.engine import AscentSettings, FilterEngine
   from jaxviz.loading import load_model
 
   config = load_config(args.config)
   for item in args.set:
     name, _, value = item.partition("=")
-    try:
-      config[name] = ast.literal_eval(value)  # numbers, True/False
-    except (ValueError, SyntaxError):
-      config[name] = value                    # a word such as "onednn"
+    config[name] = parse_value(value)  # numbers, True/False, or a word such as "onednn"
   config.diversity, config.diversity_weight = args.images, 0.0
   model = load_model(config.model, args.weights)
   engine = FilterEngine(model, config.layer, AscentSettings.from_config(config), config.size)

@@ -17,7 +17,6 @@ The host is split into one device per core first, as `jaxviz gallery` does.
 """
 
 import argparse
-import ast
 import dataclasses
 import time
 
@@ -43,18 +42,13 @@ def main() -> None:
   from PIL import Image
 
   from jaxviz import render, wake
-  from jaxviz.config import load_config
+  from jaxviz.config import load_config, parse_value
   from jaxviz.engine import AscentSettings, FilterEngine
   from jaxviz.loading import load_model
   from jaxviz.ranges import parse_indices
 
-  overrides = {}
-  for item in args.set:
-    name, _, value = item.partition("=")
-    try:
-      overrides[name] = ast.literal_eval(value)  # numbers, True/False
-    except (ValueError, SyntaxError):
-      overrides[name] = value
+  overrides = {name: parse_value(value)
+               for name, _, value in (item.partition("=") for item in args.set)}
   config = load_config(args.config)
   model = load_model(config.model, args.weights)
   engine = FilterEngine(model, config.layer, AscentSettings.from_config(config), config.size)

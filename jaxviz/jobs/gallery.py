@@ -74,6 +74,7 @@ class GalleryRequest:
   size: int | None
   seed: int
   layers: tuple[LayerRequest, ...]
+  wake_passes: tuple[str, ...] = ()  # the second pass's parameterizations; () = no second pass
 
 
 def check_seed(seed: int) -> None:
@@ -92,8 +93,8 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
   settings = AscentSettings.from_config(config)
   settings.validate()
   check_seed(config.seed)
-  if config.get("wake", False):
-    wake.parse_passes(config.get("wake_passes", "pixel"))
+  wake_passes = (wake.parse_passes(config.get("wake_passes", ",".join(wake.PASSES)))
+                 if config.get("wake", False) else ())
   layers = []
   for layer in names:
     filters = parse_indices(config.filters, objectives.num_filters(spec, layer))
@@ -105,7 +106,8 @@ def validate(config: ml_collections.ConfigDict) -> GalleryRequest:
         seen_as=f"the map of the steps' windows, crop={settings.crop}" if windowed else "")
     layers.append(LayerRequest(layer, tuple(filters), chunk_size))
   gallery.check_layout(config.max_tiles, config.margin)
-  return GalleryRequest(spec, settings, config.size or None, config.seed, tuple(layers))
+  return GalleryRequest(spec, settings, config.size or None, config.seed, tuple(layers),
+                        wake_passes)
 
 
 def run_gallery(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -172,8 +174,7 @@ def run_layer(model: Model, wanted: LayerRequest, request: GalleryRequest,
   """
   layer, indices = wanted.layer, list(wanted.filters)
   engine = FilterEngine(model, layer, request.settings, request.size)
-  waker = (wake.Waker(engine, passes=wake.parse_passes(config.get("wake_passes", "pixel")))
-           if config.get("wake", False) else None)
+  waker = wake.Waker(engine, passes=request.wake_passes) if request.wake_passes else None
   folder = state.workdir / layer
 
   def begin():
