@@ -64,18 +64,18 @@ def main() -> None:
         filters, seed=args.seed, chunk_size=group)
     seconds = time.perf_counter() - start
     results[p] = result
-    activation = result.activations[:, -1]
-    live = activation > 0
+    activation, live = result.activations[:, -1], ~wake.dead_images(result)
     print(f"{p}: {seconds:.1f} s, woken {live.sum()}/{len(filters)}, activation of the woken "
           f"median {np.median(activation[live]) if live.any() else float('nan'):.3g}")
-    print("  " + "  ".join(f"{f}: {a:.3g}/{r:.2f}" if a > 0 else f"{f}: dead"
-                           for f, a, r in zip(filters, activation, result.robustness)))
+    print("  " + "  ".join(f"{f}: {a:.3g}/{r:.2f}" if alive else f"{f}: dead"
+                           for f, a, r, alive in zip(filters, activation, result.robustness,
+                                                     live)))
     rows.append(np.stack([render.pixels_uint8(x) for x in model.spec.to_display(result.images)]))
   woken, dead = {}, list(filters)
   for p in passes:
-    activation = dict(zip(filters, results[p].activations[:, -1]))
-    woken[p] = [f for f in dead if activation[f] > 0]
-    dead = [f for f in dead if activation[f] <= 0]
+    live = dict(zip(filters, ~wake.dead_images(results[p])))
+    woken[p] = [f for f in dead if live[f]]
+    dead = [f for f in dead if not live[f]]
   print("the chain " + " → ".join(passes) + ": " + ", ".join(
       f"{len(woken[p])} woken in {p}" for p in passes) + f", {len(dead)} still dead"
       + (f" ({', '.join(map(str, dead))})" if dead else ""))
